@@ -1,0 +1,91 @@
+//! The command line: argument parsing, output, and the mapping from errors to
+//! exit codes. The only place that prints.
+
+mod plugins;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medallion_host::plugin::PluginError;
+
+/// medallion: a medallion pipeline (sources → Bronze → Silver → Gold) whose
+/// business rules are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "host", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List and inspect plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Exit codes a scheduler can act on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exit {
+    /// Success.
+    Ok = 0,
+    /// Bad configuration or arguments.
+    Config = 2,
+    /// A plugin failed to load or faulted.
+    Plugin = 4,
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Plugins(command) => plugins::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::from(Exit::Ok as u8),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}
+
+/// An error on its way out: what to print and which exit code to use.
+pub(crate) struct Failure {
+    exit: Exit,
+    message: String,
+}
+
+impl From<PluginError> for Failure {
+    fn from(e: PluginError) -> Self {
+        Failure { exit: Exit::Plugin, message: e.to_string() }
+    }
+}
+
+impl Failure {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Failure { exit: Exit::Config, message: message.into() }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// The plugins folder: `--dir`, else `$MEDALLION_PLUGINS`, else `dist/plugins`.
+pub(crate) fn plugins_dir(explicit: Option<PathBuf>) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os("MEDALLION_PLUGINS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("dist/plugins"))
+}

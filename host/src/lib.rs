@@ -1,0 +1,7 @@
+//! The medallion host: a general engine that runs a medallion pipeline whose
+//! business rules are sandboxed WebAssembly plugins.
+//!
+//! Architecture invariant: nothing under `host/` names a business column;
+//! the e-commerce knowledge lives in `pipeline.yaml` and `plugins/`.
+
+pub mod plugin;

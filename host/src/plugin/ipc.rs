@@ -1,0 +1,54 @@
+//! Arrow IPC on the host side of the boundary, and the schema check that every
+//! output batch passes.
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::Schema;
+
+/// Encodes one batch as an IPC stream (schema, batch, end marker).
+pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> {
+    let capacity = batch.get_array_memory_size() + 1024;
+    let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), batch.schema_ref())?;
+    writer.write(batch)?;
+    writer.into_inner()
+}
+
+/// Decodes every batch of an IPC stream without copying its column data.
+pub(crate) fn decode(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
+    let mut buffer = Buffer::from_vec(bytes);
+    let mut decoder = StreamDecoder::new();
+    let mut batches = Vec::new();
+    while !buffer.is_empty() {
+        match decoder.decode(&mut buffer) {
+            Ok(Some(batch)) => batches.push(batch),
+            Ok(None) => {}
+            Err(e) => return Err(format!("not a valid Arrow IPC stream: {e}")),
+        }
+    }
+    decoder.finish().map_err(|e| format!("not a valid Arrow IPC stream (it ends early): {e}"))?;
+    Ok(batches)
+}
+
+/// Checks that `batch` has exactly the declared columns: names, types, and no
+/// nulls where the port says there are none.
+pub(crate) fn check_schema(declared: &Schema, batch: &RecordBatch) -> Result<(), String> {
+    let actual = batch.schema_ref();
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+    if declared.fields().len() != actual.fields().len() {
+        return Err(format!("expected columns [{}], got [{}]", names(declared), names(actual)));
+    }
+    for (i, (want, got)) in declared.fields().iter().zip(actual.fields()).enumerate() {
+        if want.name() != got.name() {
+            return Err(format!("column {i} should be `{}`, got `{}`", want.name(), got.name()));
+        }
+        if want.data_type() != got.data_type() {
+            return Err(format!("column `{}` should be {}, got {}", want.name(), want.data_type(), got.data_type()));
+        }
+        if !want.is_nullable() && batch.column(i).null_count() > 0 {
+            return Err(format!("column `{}` is declared non-null but holds nulls", want.name()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The end-to-end suite: one test binary, one module per concern.
+
+mod cli;
+mod faults;
+mod plugin;
+mod util;

@@ -1,0 +1,163 @@
+//! The plugin runtime on well-behaved plugins: describing, pushing, checking
+//! outputs, configs, and the compile cache.
+
+use std::path::Path;
+
+use medallion_host::plugin::{CacheOutcome, Limits, PluginError};
+use medallion_tests::{artifacts, temp_dir};
+
+use crate::util::{load, port, pretty, runtime, shared_runtime, strings};
+
+#[test]
+fn passthrough_returns_each_batch_unchanged() {
+    let plugin = load(&shared_runtime(), artifacts::PASSTHROUGH);
+    let mut instance = plugin.instantiate("{}", Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let batch = strings(&[("id", &[Some("1"), None, Some("3")]), ("text", &[Some("a,\"b\"\nc"), Some(""), None])]);
+    let outputs = instance.push("in", &batch).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(port(&outputs, "out"), [batch]);
+    assert!(instance.finish().unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+#[test]
+fn a_plugin_describes_its_name_version_ports_and_config() {
+    let plugin = load(&shared_runtime(), artifacts::CLEAN);
+    let info = plugin.info();
+    assert_eq!((info.name.as_str(), info.version.as_str()), ("clean", "0.1.0"));
+    assert_eq!(info.inputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["in"]);
+    assert_eq!(info.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["out", "rejected"]);
+    assert!(info.config_schema.contains("\"columns\""), "{}", info.config_schema);
+    assert!(info.stateless);
+    assert_eq!(plugin.sha256().len(), 64);
+}
+
+#[test]
+fn clean_casts_types_and_sends_each_bad_row_to_rejected_with_its_reason() {
+    let plugin = load(&shared_runtime(), artifacts::CLEAN);
+    let config = r#"{
+        "columns": [
+            {"name": "order_id", "type": "int", "required": true},
+            {"name": "order_date", "type": "date", "on_unparseable": "reject"},
+            {"name": "total_amount", "type": "double", "gt": 0, "reason": "non_positive_amount"}
+        ],
+        "keep": ["payment_method"]
+    }"#;
+    let mut instance = plugin.instantiate(config, Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let batch = strings(&[
+        ("order_id", &[Some("1"), Some("x"), Some("3"), Some("4"), Some(" 5 "), None]),
+        (
+            "order_date",
+            &[Some("2024-02-29"), Some("2024-01-01"), Some("2023-02-30"), Some("2024-01-02"), None, Some("2024-01-03")],
+        ),
+        ("total_amount", &[Some("10.5"), Some("1"), Some("2"), Some("0"), Some("7"), Some("3")]),
+        ("payment_method", &[Some("paypal"), Some("cash"), None, Some("card"), Some("cash"), Some("cash")]),
+    ]);
+    let outputs = instance.push("in", &batch).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pretty(port(&outputs, "out")),
+        [
+            "+----------+------------+--------------+----------------+",
+            "| order_id | order_date | total_amount | payment_method |",
+            "+----------+------------+--------------+----------------+",
+            "| 1        | 2024-02-29 | 10.5         | paypal         |",
+            "| 5        |            | 7.0          | cash           |",
+            "+----------+------------+--------------+----------------+",
+        ]
+        .join("\n")
+    );
+    assert_eq!(
+        pretty(port(&outputs, "rejected")),
+        [
+            "+----------+------------+--------------+----------------+---------------------+------+",
+            "| order_id | order_date | total_amount | payment_method | _reason             | _row |",
+            "+----------+------------+--------------+----------------+---------------------+------+",
+            "| x        | 2024-01-01 | 1            | cash           | null_key            | 1    |",
+            "| 3        | 2023-02-30 | 2            |                | bad_date            | 2    |",
+            "| 4        | 2024-01-02 | 0            | card           | non_positive_amount | 3    |",
+            "|          | 2024-01-03 | 3            | cash           | null_key            | 5    |",
+            "+----------+------------+--------------+----------------+---------------------+------+",
+        ]
+        .join("\n")
+    );
+    // Row positions keep counting across batches.
+    let second = instance.push("in", &batch).unwrap_or_else(|e| panic!("{e}"));
+    let rejected = pretty(port(&second, "rejected"));
+    assert!(rejected.contains("| null_key            | 7    |"), "{rejected}");
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_plugins_own_message() {
+    let plugin = load(&shared_runtime(), artifacts::CLEAN);
+    let error = plugin.instantiate(r#"{"columns": [{"name": "id", "type": "integer"}]}"#, Limits::default()).err();
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.starts_with("plugin `clean` refused `create` (bad config): unknown variant `integer`"),
+        "{message}"
+    );
+    assert!(message.contains("line 1 column"), "{message}");
+}
+
+#[test]
+fn a_push_on_an_undeclared_port_is_refused_before_the_plugin_runs() {
+    let plugin = load(&shared_runtime(), artifacts::PASSTHROUGH);
+    let mut instance = plugin.instantiate("", Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let error = instance.push("inn", &strings(&[("a", &[Some("1")])])).err();
+    assert!(matches!(error, Some(PluginError::UnknownPort { .. })), "{error:?}");
+    assert_eq!(
+        error.map(|e| e.to_string()).unwrap_or_default(),
+        "plugin `passthrough` has no input port `inn`; its inputs are: `in`"
+    );
+}
+
+#[test]
+fn a_plugin_keeps_no_state_between_instances() {
+    let plugin = load(&shared_runtime(), artifacts::CLEAN);
+    let config = r#"{"columns": [{"name": "id", "type": "int", "required": true}]}"#;
+    let batch = strings(&[("id", &[None])]);
+    for _ in 0..2 {
+        let mut instance = plugin.instantiate(config, Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+        let outputs = instance.push("in", &batch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(pretty(port(&outputs, "rejected")).contains("| null_key | 0    |"));
+    }
+}
+
+#[test]
+fn a_second_load_comes_from_the_disk_cache() {
+    let cache = temp_dir();
+    let first = load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    assert_eq!(first.cache_outcome(), &CacheOutcome::Compiled);
+    let second = load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    assert_eq!(second.cache_outcome(), &CacheOutcome::Hit);
+    assert_eq!(first.sha256(), second.sha256());
+}
+
+#[test]
+fn a_corrupt_or_foreign_cache_entry_is_detected_and_rebuilt() {
+    let cache = temp_dir();
+    load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    let entry = only_entry(cache.path());
+
+    let mut bytes = std::fs::read(&entry).unwrap_or_default();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let rebuilt = load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    assert_eq!(rebuilt.cache_outcome(), &CacheOutcome::Rebuilt("checksum mismatch (corrupt entry)".to_owned()));
+    assert_eq!(load(&runtime(cache.path()), artifacts::PASSTHROUGH).cache_outcome(), &CacheOutcome::Hit);
+
+    std::fs::write(&entry, b"MEDCWASM").unwrap_or_else(|e| panic!("{e}"));
+    let rebuilt = load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    assert!(matches!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt(_)), "{:?}", rebuilt.cache_outcome());
+    let mut instance = rebuilt.instantiate("", Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(instance.push("in", &strings(&[("a", &[Some("1")])])).is_ok());
+}
+
+fn only_entry(cache: &Path) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}

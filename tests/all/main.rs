@@ -3,4 +3,5 @@
 mod cli;
 mod faults;
 mod plugin;
+mod tidy;
 mod util;

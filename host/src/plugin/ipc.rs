@@ -9,7 +9,10 @@ use arrow_schema::Schema;
 
 /// Encodes one batch as an IPC stream (schema, batch, end marker).
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> {
-    let capacity = batch.get_array_memory_size() + 1024;
+    // Column data plus room for the metadata; see the SDK on why not
+    // `get_array_memory_size`.
+    let capacity =
+        batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>() + 1024;
     let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), batch.schema_ref())?;
     writer.write(batch)?;
     writer.into_inner()

@@ -28,3 +28,11 @@ mod bindings {
         world: "plugin",
     });
 }
+
+/// Encodes `batch` as IPC and decodes it back with full validation, as the
+/// boundary does; returns the rows decoded. For benchmarks.
+#[doc(hidden)]
+pub fn ipc_roundtrip(batch: &arrow_array::RecordBatch) -> Result<usize, String> {
+    let bytes = ipc::encode(batch).map_err(|e| e.to_string())?;
+    Ok(ipc::decode(bytes)?.iter().map(|b| b.num_rows()).sum())
+}

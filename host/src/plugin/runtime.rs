@@ -36,6 +36,10 @@ fn engine_config() -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
+    #[cfg(feature = "profiling")]
+    if std::env::var_os("MEDALLION_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

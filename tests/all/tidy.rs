@@ -1,0 +1,78 @@
+//! Checks on the repository itself: the architecture invariants that
+//! ordinary tests can state.
+
+use std::path::{Path, PathBuf};
+
+use medallion_host::plugin::{CONTRACT_VERSION, sha256_hex};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+#[test]
+fn the_wit_version_is_bumped_whenever_the_wit_changes() {
+    let wit = read(&repo().join("wit/plugin.wit"));
+    let lock = read(&repo().join("wit/VERSION.lock"));
+    let (version, sha) = lock
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .and_then(|l| l.split_once(' '))
+        .unwrap_or_else(|| panic!("wit/VERSION.lock has no `<version> <sha256>` line"));
+    assert!(
+        wit.contains(&format!("package medallion:plugin@{version};")),
+        "wit/plugin.wit does not declare version {version} of wit/VERSION.lock"
+    );
+    assert_eq!(version, CONTRACT_VERSION, "the host's CONTRACT_VERSION differs from wit/VERSION.lock");
+    assert_eq!(
+        sha256_hex(wit.as_bytes()),
+        sha.trim(),
+        "wit/plugin.wit changed: bump its package version, CONTRACT_VERSION and wit/VERSION.lock (new sha256)"
+    );
+}
+
+#[test]
+fn nothing_under_host_names_a_business_column() {
+    let business = ["customer_id", "order_id", "product_id", "total_amount", "unit_price", "rating", "stock_quantity"];
+    for file in rust_files(&repo().join("host/src")) {
+        let text = read(&file);
+        let words: Vec<&str> = text.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect();
+        for word in business {
+            assert!(!words.contains(&word), "{} names the business column `{word}`", file.display());
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_says_what_it_is_for() {
+    for folder in ["host/src", "plugins", "tests", "xtask/src", "bench/src"] {
+        for file in rust_files(&repo().join(folder)) {
+            assert!(read(&file).starts_with("//!"), "{} does not open with a `//!` comment", file.display());
+        }
+    }
+}
+
+#[test]
+fn no_wasm_file_is_committed() {
+    let listed = std::process::Command::new("git").args(["ls-files", "*.wasm", "*.cwasm"]).current_dir(repo()).output();
+    // Outside a git checkout (a source tarball) there is nothing to check.
+    if let Ok(output) = listed.as_ref().map_err(|_| ()).and_then(|o| if o.status.success() { Ok(o) } else { Err(()) }) {
+        assert!(output.stdout.is_empty(), "committed wasm: {}", String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}

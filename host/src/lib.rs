@@ -4,4 +4,6 @@
 //! Architecture invariant: nothing under `host/` names a business column;
 //! the e-commerce knowledge lives in `pipeline.yaml` and `plugins/`.
 
+pub mod lake;
 pub mod plugin;
+pub mod sources;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod faults;
+mod lake;
 mod plugin;
 mod tidy;
 mod util;

@@ -1,6 +1,8 @@
 //! The test harness: plugins built from source for the tests, and a plugins
 //! folder holding them as a user's would.
 
+pub mod hdfs;
+
 use std::path::Path;
 
 /// Paths of the plugins built by this crate's build script.

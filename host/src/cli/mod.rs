@@ -1,6 +1,7 @@
 //! The command line: argument parsing, output, and the mapping from errors to
 //! exit codes. The only place that prints.
 
+mod data;
 mod plugins;
 
 use std::path::PathBuf;
@@ -26,6 +27,14 @@ enum Command {
     /// List and inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Generate seed-shaped sample sources (four CSVs and the products SQLite file).
+    ///
+    /// Example: host gen-data --scale 0.1 --seed 42 --out data/sources
+    GenData(data::GenData),
+    /// Land a folder of sources in the lake's Bronze zone, for one ingest date.
+    ///
+    /// Example: host ingest --sources data/sources --lake data/lake --ingest-date 2026-11-24
+    Ingest(data::Ingest),
 }
 
 /// Exit codes a scheduler can act on.
@@ -35,8 +44,12 @@ pub(crate) enum Exit {
     Ok = 0,
     /// Bad configuration or arguments.
     Config = 2,
+    /// A source cannot be read.
+    Source = 3,
     /// A plugin failed to load or faulted.
     Plugin = 4,
+    /// The lake or the Gold store refused an operation.
+    Store = 5,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -44,6 +57,8 @@ pub(crate) fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Plugins(command) => plugins::run(command),
+        Command::GenData(args) => data::gen_data(args),
+        Command::Ingest(args) => data::ingest_command(args),
     };
     match result {
         Ok(()) => ExitCode::from(Exit::Ok as u8),
@@ -56,8 +71,8 @@ pub(crate) fn main() -> ExitCode {
 
 /// An error on its way out: what to print and which exit code to use.
 pub(crate) struct Failure {
-    exit: Exit,
-    message: String,
+    pub(crate) exit: Exit,
+    pub(crate) message: String,
 }
 
 impl From<PluginError> for Failure {
@@ -80,7 +95,13 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .init();
 }
 
 /// The plugins folder: `--dir`, else `$MEDALLION_PLUGINS`, else `dist/plugins`.

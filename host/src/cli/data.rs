@@ -1,0 +1,174 @@
+//! `host gen-data` and `host ingest`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, ingest};
+use medallion_host::sources::{OnBadRecord, sqlite_tables};
+
+use super::{Exit, Failure};
+
+/// Arguments of `host gen-data`.
+#[derive(Debug, Args)]
+pub(crate) struct GenData {
+    /// Size: 1 is about the reference's (2M customers, 6M orders, ~18M items,
+    /// 4M reviews, over 1 GB of CSV); 0.01 is a quick sample.
+    #[arg(long, default_value_t = 0.01)]
+    scale: f64,
+    /// Same seed, same bytes.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Folder to write the five sources into.
+    #[arg(long, default_value = "data/sources")]
+    out: PathBuf,
+    /// The real products catalogue to copy.
+    #[arg(long, default_value = "seed/products_data.db")]
+    products_db: PathBuf,
+}
+
+pub(crate) fn gen_data(args: GenData) -> Result<(), Failure> {
+    if !(args.scale > 0.0 && args.scale <= 100.0) {
+        return Err(Failure::config(format!("--scale {} is out of range: give a number in (0, 100]", args.scale)));
+    }
+    let products = count_products(&args.products_db)?;
+    let spec = medallion_datagen::Spec { scale: args.scale, seed: args.seed, products_db: args.products_db, products };
+    let started = Instant::now();
+    let written = medallion_datagen::generate(&spec, &args.out)
+        .map_err(|e| Failure { exit: Exit::Source, message: format!("cannot write {}: {e}", args.out.display()) })?;
+    println!("{:<22} {:>12} {:>10}", "FILE", "ROWS", "MB");
+    for (file, rows, bytes) in &written.files {
+        println!("{file:<22} {rows:>12} {:>10.1}", *bytes as f64 / 1e6);
+    }
+    println!("generated in {:.1} s into {}", started.elapsed().as_secs_f64(), args.out.display());
+    Ok(())
+}
+
+fn count_products(db: &Path) -> Result<u64, Failure> {
+    let missing = |why: String| {
+        Failure::config(format!(
+            "products catalogue {}: {why}\n  hint: run from the repository root, or pass --products-db",
+            db.display()
+        ))
+    };
+    if !db.is_file() {
+        return Err(missing("not found".to_owned()));
+    }
+    let tables = sqlite_tables(db).map_err(|e| missing(e.to_string()))?;
+    if !tables.iter().any(|t| t == "products") {
+        return Err(missing(format!("has no `products` table (it has: {})", tables.join(", "))));
+    }
+    let source = medallion_host::sources::SqliteSource::open(db, "products").map_err(|e| missing(e.to_string()))?;
+    let mut rows = 0u64;
+    let mut source: Box<dyn medallion_host::sources::Source> = Box::new(source);
+    while let Some(batch) = source.next_batch().map_err(|e| missing(e.to_string()))? {
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+/// Arguments of `host ingest`.
+#[derive(Debug, Args)]
+pub(crate) struct Ingest {
+    /// Folder of sources: every `*.csv` becomes a table named after the file,
+    /// every table of every `*.db` / `*.sqlite` file a table of its own name.
+    #[arg(long, default_value = "data/sources")]
+    sources: PathBuf,
+    /// The lake: a local path, file:///path or hdfs://namenode:port/path.
+    #[arg(long, default_value = "data/lake")]
+    lake: String,
+    /// The partition to (re)write, YYYY-MM-DD; default today (UTC).
+    #[arg(long)]
+    ingest_date: Option<String>,
+    /// What a malformed CSV record does: fail (with file:line) or quarantine.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_bad_record: BadRecordArg,
+    /// Tables landed at once.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BadRecordArg {
+    Fail,
+    Quarantine,
+}
+
+pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
+    let on_bad_record = match args.on_bad_record {
+        BadRecordArg::Fail => OnBadRecord::Fail,
+        BadRecordArg::Quarantine => OnBadRecord::Quarantine,
+    };
+    let sources = discover(&args.sources, on_bad_record)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let ingest_date = match args.ingest_date {
+        Some(date) if is_iso_date(&date) => date,
+        Some(date) => return Err(Failure::config(format!("--ingest-date `{date}` is not a date like 2026-11-24"))),
+        None => medallion_host::lake::rfc3339(now)[..10].to_owned(),
+    };
+    let run_id =
+        format!("{}-{:05}", medallion_host::lake::rfc3339(now).replace([':', '-'], ""), std::process::id() % 100_000);
+    let lake = Lake::open(&args.lake).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    let options =
+        IngestOptions { ingest_date, run_id, ingested_at_micros: now, rows_per_file: 4 << 20, workers: args.workers };
+    let started = Instant::now();
+    let report = ingest(&lake, &sources, &options).map_err(|e| match e {
+        IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
+        IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{:<20} {:>12} {:>12} {:>10}", "TABLE", "ROWS", "QUARANTINED", "MB READ");
+    let mut bytes = 0;
+    for t in &report.tables {
+        println!("{:<20} {:>12} {:>12} {:>10.1}", t.table, t.rows, t.quarantined, t.bytes as f64 / 1e6);
+        bytes += t.bytes;
+    }
+    println!(
+        "bronze ingest_date={} run={} committed in {seconds:.1} s ({:.0} MB/s) to {}",
+        options.ingest_date,
+        options.run_id,
+        bytes as f64 / 1e6 / seconds.max(1e-9),
+        lake.url()
+    );
+    Ok(())
+}
+
+fn is_iso_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// The sources in a folder, by the reference's conventions.
+fn discover(dir: &Path, on_bad_record: OnBadRecord) -> Result<Vec<SourceSpec>, Failure> {
+    let source_failure = |message: String| Failure { exit: Exit::Source, message };
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        source_failure(format!(
+            "sources folder {}: {e}\n  hint: generate sample data with `host gen-data`",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    let mut specs = Vec::new();
+    for path in files {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") if !stem.starts_with('.') => {
+                specs.push(SourceSpec::Csv { table: stem, path, columns: None, on_bad_record });
+            }
+            Some("db" | "sqlite") => {
+                for table in sqlite_tables(&path).map_err(|e| source_failure(e.to_string()))? {
+                    specs.push(SourceSpec::Sqlite { table: table.clone(), path: path.clone(), source_table: table });
+                }
+            }
+            _ => {}
+        }
+    }
+    if specs.is_empty() {
+        return Err(source_failure(format!("no *.csv, *.db or *.sqlite file in {}", dir.display())));
+    }
+    Ok(specs)
+}

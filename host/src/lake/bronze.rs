@@ -1,0 +1,350 @@
+//! Bronze: sources landed as Parquet, values unchanged, with lineage columns
+//! (`_source`, `_ingested_at`, `_run_id`), one partition per ingest date,
+//! published by one commit for all tables.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_array::builder::{StringBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::{Lake, LakeError, Manifest, TableFiles};
+use crate::sources::{BadRecord, CsvSource, OnBadRecord, Source, SourceError, SqliteSource};
+
+/// One source to land as one Bronze table.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// A CSV file.
+    Csv {
+        /// Bronze table name.
+        table: String,
+        /// The file.
+        path: PathBuf,
+        /// The header it must have, if declared.
+        columns: Option<Vec<String>>,
+        /// What a malformed record does.
+        on_bad_record: OnBadRecord,
+    },
+    /// A table of a SQLite file.
+    Sqlite {
+        /// Bronze table name.
+        table: String,
+        /// The file.
+        path: PathBuf,
+        /// The table in it.
+        source_table: String,
+    },
+}
+
+impl SourceSpec {
+    /// The Bronze table this source lands in.
+    pub fn table(&self) -> &str {
+        match self {
+            SourceSpec::Csv { table, .. } | SourceSpec::Sqlite { table, .. } => table,
+        }
+    }
+
+    fn file_name(&self) -> String {
+        let path = match self {
+            SourceSpec::Csv { path, .. } | SourceSpec::Sqlite { path, .. } => path,
+        };
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn open(&self) -> Result<Box<dyn Source>, SourceError> {
+        Ok(match self {
+            SourceSpec::Csv { path, columns, on_bad_record, .. } => {
+                Box::new(CsvSource::open(path, columns.as_deref(), *on_bad_record)?)
+            }
+            SourceSpec::Sqlite { path, source_table, .. } => Box::new(SqliteSource::open(path, source_table)?),
+        })
+    }
+}
+
+/// How to run one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The partition: `YYYY-MM-DD`.
+    pub ingest_date: String,
+    /// This run's id (part of every file path and of `_run_id`).
+    pub run_id: String,
+    /// Ingest time, microseconds since the epoch (`_ingested_at`).
+    pub ingested_at_micros: i64,
+    /// Rows per Parquet file before starting the next.
+    pub rows_per_file: usize,
+    /// Tables landed at once.
+    pub workers: usize,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default)]
+pub struct BronzeReport {
+    /// Per table, in name order.
+    pub tables: Vec<TableReport>,
+}
+
+/// What happened to one table.
+#[derive(Debug, Clone, Default)]
+pub struct TableReport {
+    /// Bronze table name.
+    pub table: String,
+    /// Rows landed.
+    pub rows: u64,
+    /// Records set aside in quarantine.
+    pub quarantined: u64,
+    /// Source bytes read.
+    pub bytes: u64,
+}
+
+/// An ingest that failed: nothing was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The lake refused a write.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+/// Lands every source as a Bronze table for `options.ingest_date` and commits
+/// them together. On any error nothing is committed, and the previous commit
+/// of that date stays what readers see.
+pub fn ingest(lake: &Lake, sources: &[SourceSpec], options: &IngestOptions) -> Result<BronzeReport, IngestError> {
+    let partition = format!("ingest_date={}", options.ingest_date);
+    let queue = Mutex::new(sources.iter().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..options.workers.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                    let Some(spec) = next else { break };
+                    let landed = land(lake, spec, &partition, options);
+                    let failed = landed.is_err();
+                    results.lock().unwrap_or_else(PoisonError::into_inner).push((spec.table().to_owned(), landed));
+                    if failed {
+                        queue.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    }
+                }
+            });
+        }
+    });
+    let mut tables = BTreeMap::new();
+    let mut report = BronzeReport::default();
+    for (table, landed) in results.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        let (files, table_report) = landed?;
+        tables.insert(table, files);
+        report.tables.push(table_report);
+    }
+    report.tables.sort_by(|a, b| a.table.cmp(&b.table));
+    let manifest =
+        Manifest { run_id: options.run_id.clone(), committed_at: rfc3339(options.ingested_at_micros), tables };
+    manifest.commit(lake, "bronze", &partition)?;
+    Ok(report)
+}
+
+/// Writes one source's files under this run's folder; commits nothing.
+fn land(
+    lake: &Lake,
+    spec: &SourceSpec,
+    partition: &str,
+    options: &IngestOptions,
+) -> Result<(TableFiles, TableReport), IngestError> {
+    let table = spec.table();
+    let source_name = spec.file_name();
+    let mut source = spec.open()?;
+    let lineage = Lineage::new(&source_name, &options.run_id, options.ingested_at_micros);
+    let schema = lineage.extend(&source.schema());
+    let folder = format!("bronze/{table}/{partition}/run={}", options.run_id);
+    let mut writer = PartWriter::new(lake, folder, schema, options.rows_per_file);
+    let mut bad = Vec::new();
+    while let Some(batch) = source.next_batch()? {
+        writer.write(&lineage.append(&batch)?)?;
+        bad.extend(source.take_bad_records());
+    }
+    bad.extend(source.take_bad_records());
+    let (files, rows) = writer.finish()?;
+    let quarantined = bad.len() as u64;
+    let quarantine_files = if bad.is_empty() {
+        Vec::new()
+    } else {
+        let folder = format!("quarantine/bronze/{table}/{partition}/run={}", options.run_id);
+        let batch = bad_records_batch(&bad, &lineage)?;
+        let mut writer = PartWriter::new(lake, folder, batch.schema(), usize::MAX);
+        writer.write(&batch)?;
+        writer.finish()?.0
+    };
+    tracing::info!(table, rows, quarantined, "landed in bronze");
+    let report = TableReport { table: table.to_owned(), rows, quarantined, bytes: source.bytes_read() };
+    Ok((TableFiles { source: source_name, files, rows, quarantine_files, quarantined }, report))
+}
+
+/// The lineage columns added to every Bronze row.
+struct Lineage {
+    source: String,
+    run_id: String,
+    ingested_at: i64,
+}
+
+impl Lineage {
+    fn new(source: &str, run_id: &str, ingested_at: i64) -> Self {
+        Lineage { source: source.to_owned(), run_id: run_id.to_owned(), ingested_at }
+    }
+
+    fn fields() -> [Field; 3] {
+        [
+            Field::new("_source", DataType::Utf8, false),
+            Field::new("_ingested_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("_run_id", DataType::Utf8, false),
+        ]
+    }
+
+    fn extend(&self, schema: &SchemaRef) -> SchemaRef {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(Self::fields());
+        Arc::new(Schema::new(fields))
+    }
+
+    fn columns(&self, rows: usize) -> [ArrayRef; 3] {
+        [
+            Arc::new(StringArray::from(vec![self.source.as_str(); rows])),
+            Arc::new(TimestampMicrosecondArray::from(vec![self.ingested_at; rows]).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec![self.run_id.as_str(); rows])),
+        ]
+    }
+
+    fn append(&self, batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
+        let mut columns = batch.columns().to_vec();
+        columns.extend(self.columns(batch.num_rows()));
+        RecordBatch::try_new(self.extend(&batch.schema()), columns).map_err(|e| LakeError::Parquet {
+            url: String::new(),
+            path: self.source.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn bad_records_batch(bad: &[BadRecord], lineage: &Lineage) -> Result<RecordBatch, LakeError> {
+    let mut line = UInt64Builder::new();
+    let mut reason = StringBuilder::new();
+    let mut detail = StringBuilder::new();
+    let mut raw = StringBuilder::new();
+    for record in bad {
+        line.append_value(record.line);
+        reason.append_value(record.reason);
+        detail.append_value(&record.detail);
+        raw.append_value(&record.raw);
+    }
+    let columns: Vec<ArrayRef> =
+        vec![Arc::new(line.finish()), Arc::new(reason.finish()), Arc::new(detail.finish()), Arc::new(raw.finish())];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_line", DataType::UInt64, false),
+        Field::new("_reason", DataType::Utf8, false),
+        Field::new("_detail", DataType::Utf8, false),
+        Field::new("_raw", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Parquet {
+        url: String::new(),
+        path: "quarantine".to_owned(),
+        message: e.to_string(),
+    })?;
+    lineage.append(&batch)
+}
+
+/// Writes Parquet files of at most `rows_per_file` rows into a folder.
+struct PartWriter<'a> {
+    lake: &'a Lake,
+    folder: String,
+    schema: SchemaRef,
+    rows_per_file: usize,
+    current: Option<ArrowWriter<Vec<u8>>>,
+    rows_in_current: usize,
+    files: Vec<String>,
+    rows: u64,
+}
+
+impl<'a> PartWriter<'a> {
+    fn new(lake: &'a Lake, folder: String, schema: SchemaRef, rows_per_file: usize) -> Self {
+        PartWriter {
+            lake,
+            folder,
+            schema,
+            rows_per_file,
+            current: None,
+            rows_in_current: 0,
+            files: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn parquet_error(&self, e: impl std::fmt::Display) -> LakeError {
+        LakeError::Parquet { url: self.lake.url().to_owned(), path: self.folder.clone(), message: e.to_string() }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        if self.current.is_none() {
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(1 << 20))
+                .build();
+            let writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties))
+                .map_err(|e| self.parquet_error(e))?;
+            self.current = Some(writer);
+        }
+        if let Some(writer) = self.current.as_mut() {
+            writer.write(batch).map_err(|e| LakeError::Parquet {
+                url: self.lake.url().to_owned(),
+                path: self.folder.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        self.rows_in_current += batch.num_rows();
+        self.rows += batch.num_rows() as u64;
+        if self.rows_in_current >= self.rows_per_file {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LakeError> {
+        let Some(writer) = self.current.take() else { return Ok(()) };
+        let bytes = writer.into_inner().map_err(|e| self.parquet_error(e))?;
+        let path = format!("{}/part-{:05}.parquet", self.folder, self.files.len());
+        self.lake.put(&path, bytes)?;
+        self.files.push(path);
+        self.rows_in_current = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(Vec<String>, u64), LakeError> {
+        self.flush()?;
+        Ok((self.files, self.rows))
+    }
+}
+
+/// `micros` since the epoch as an RFC 3339 UTC timestamp (`2026-11-24T01:02:03Z`).
+pub fn rfc3339(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let (days, day_seconds) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", day_seconds / 3600, day_seconds % 3600 / 60, day_seconds % 60)
+}
+
+/// Howard Hinnant's civil-from-days.
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}

@@ -1,0 +1,77 @@
+//! The commit manifest: which run's files make up a partition of a zone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Lake, LakeError};
+
+/// One committed partition of a zone (say, Bronze for one ingest date).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The run that produced it.
+    pub run_id: String,
+    /// When it was committed (RFC 3339, UTC).
+    pub committed_at: String,
+    /// Per table: its files and counts.
+    pub tables: BTreeMap<String, TableFiles>,
+}
+
+/// A table's files in one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFiles {
+    /// Where its rows came from (a file name).
+    pub source: String,
+    /// Data files, lake-relative.
+    pub files: Vec<String>,
+    /// Rows in the data files.
+    pub rows: u64,
+    /// Quarantine files, lake-relative.
+    pub quarantine_files: Vec<String>,
+    /// Rows in the quarantine files.
+    pub quarantined: u64,
+}
+
+impl Manifest {
+    fn location(zone: &str, partition: &str) -> String {
+        format!("{zone}/_commits/{partition}.json")
+    }
+
+    /// The committed manifest of `zone`'s `partition`, if any.
+    pub fn read(lake: &Lake, zone: &str, partition: &str) -> Result<Option<Self>, LakeError> {
+        let location = Self::location(zone, partition);
+        let Some(bytes) = lake.get(&location)? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| LakeError::Manifest {
+            url: lake.url().to_owned(),
+            path: location,
+            message: e.to_string(),
+        })
+    }
+
+    /// Publishes this manifest: the one atomic step of a commit. Then deletes
+    /// every other file under the committed tables' partition folders.
+    pub fn commit(&self, lake: &Lake, zone: &str, partition: &str) -> Result<(), LakeError> {
+        let location = Self::location(zone, partition);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| LakeError::Manifest {
+            url: lake.url().to_owned(),
+            path: location.clone(),
+            message: e.to_string(),
+        })?;
+        lake.put(&location, json)?;
+        self.collect_garbage(lake, zone, partition)
+    }
+
+    fn collect_garbage(&self, lake: &Lake, zone: &str, partition: &str) -> Result<(), LakeError> {
+        for (table, files) in &self.tables {
+            let keep: Vec<&String> = files.files.iter().chain(&files.quarantine_files).collect();
+            for folder in [format!("{zone}/{table}/{partition}"), format!("quarantine/{zone}/{table}/{partition}")] {
+                for file in lake.list(&folder)? {
+                    if !keep.contains(&&file) {
+                        lake.delete(&file)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

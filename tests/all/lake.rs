@@ -1,0 +1,277 @@
+//! Sources → Bronze on both lake backends: round trips, malformed files,
+//! re-runs and killed runs. Every test runs on a local folder and on a real
+//! HDFS (MiniDFSCluster).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use medallion_host::lake::{IngestOptions, Lake, Manifest, SourceSpec, ingest};
+use medallion_host::sources::OnBadRecord;
+use medallion_tests::temp_dir;
+
+use crate::util::{arg, host, pretty, shared_home, text};
+
+/// Each test, once per backend.
+macro_rules! on_both_lakes {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(&super::local_lake()); })*
+        }
+        mod hdfs {
+            $(#[test] fn $name() { super::$name(&super::hdfs_lake(stringify!($name))); })*
+        }
+    };
+}
+
+on_both_lakes!(
+    csv_values_round_trip_unchanged_with_quotes_newlines_and_nulls,
+    sqlite_rows_round_trip_with_their_types,
+    a_re_run_of_the_same_date_replaces_the_partition,
+    a_failed_run_commits_nothing_and_leaves_the_previous_partition,
+    bad_records_go_to_quarantine_with_their_line,
+    a_killed_run_leaves_the_previous_partition_readable,
+);
+
+/// A lake URL: a fresh local folder (kept alive for the test by leaking it).
+fn local_lake() -> String {
+    let dir = temp_dir();
+    let url = format!("file://{}", dir.path().display());
+    std::mem::forget(dir);
+    url
+}
+
+fn hdfs_lake(test: &str) -> String {
+    format!("{}/tests/{test}-{}", medallion_tests::hdfs::mini_hdfs().url, std::process::id())
+}
+
+fn options(run_id: &str) -> IngestOptions {
+    IngestOptions {
+        ingest_date: "2026-11-24".to_owned(),
+        run_id: run_id.to_owned(),
+        ingested_at_micros: 1_764_000_000_000_000,
+        rows_per_file: 1 << 20,
+        workers: 2,
+    }
+}
+
+fn csv_spec(table: &str, path: &Path, on_bad_record: OnBadRecord) -> SourceSpec {
+    SourceSpec::Csv { table: table.to_owned(), path: path.to_owned(), columns: None, on_bad_record }
+}
+
+fn committed(lake: &Lake) -> Manifest {
+    Manifest::read(lake, "bronze", "ingest_date=2026-11-24")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("nothing committed"))
+}
+
+fn table(lake: &Lake, name: &str) -> Vec<RecordBatch> {
+    let manifest = committed(lake);
+    let files = &manifest.tables.get(name).unwrap_or_else(|| panic!("no table {name}")).files;
+    lake.read_parquet(files).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The batches without the lineage columns, as a table.
+fn values(batches: &[RecordBatch]) -> String {
+    let stripped: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let keep: Vec<usize> =
+                (0..b.num_columns()).filter(|&i| !b.schema().field(i).name().starts_with('_')).collect();
+            b.project(&keep).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    pretty(&stripped)
+}
+
+const TRICKY_CSV: &str = "review_id,review_text,rating\n\
+1,\"He said \"\"great\"\", really\",5\n\
+2,\"line one\nline two, with a comma\",4\n\
+3,,\n\
+4,plain,3\n\
+5,\"ünïcødé ✓\",2\n";
+
+fn csv_values_round_trip_unchanged_with_quotes_newlines_and_nulls(url: &str) {
+    let dir = temp_dir();
+    let file = dir.path().join("reviews.csv");
+    std::fs::write(&file, TRICKY_CSV).unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let report = ingest(&lake, &[csv_spec("reviews", &file, OnBadRecord::Fail)], &options("run-a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.tables[0].rows, 5);
+    assert_eq!(
+        values(&table(&lake, "reviews")),
+        [
+            "+-----------+-------------------------+--------+",
+            "| review_id | review_text             | rating |",
+            "+-----------+-------------------------+--------+",
+            "| 1         | He said \"great\", really | 5      |",
+            "| 2         | line one                | 4      |",
+            "|           | line two, with a comma  |        |",
+            "| 3         |                         |        |",
+            "| 4         | plain                   | 3      |",
+            "| 5         | ünïcødé ✓               | 2      |",
+            "+-----------+-------------------------+--------+",
+        ]
+        .join("\n")
+    );
+    let batch = &table(&lake, "reviews")[0];
+    assert_eq!(batch.column(2).null_count(), 1, "an empty field is null");
+    let lineage: Vec<String> = batch.schema().fields().iter().skip(3).map(|f| f.name().clone()).collect();
+    assert_eq!(lineage, ["_source", "_ingested_at", "_run_id"]);
+}
+
+fn sqlite_rows_round_trip_with_their_types(url: &str) {
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db");
+    let spec =
+        SourceSpec::Sqlite { table: "products".to_owned(), path: catalogue, source_table: "products".to_owned() };
+    let report = ingest(&lake, &[spec], &options("run-a")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.tables[0].rows, 20_000);
+    let batches = table(&lake, "products");
+    let types: Vec<String> = batches[0].schema().fields().iter().take(6).map(|f| f.data_type().to_string()).collect();
+    assert_eq!(types, ["Int64", "Utf8", "Utf8", "Float64", "Int64", "Utf8"]);
+    let first = values(&[batches[0].slice(0, 2)]);
+    assert!(first.contains("| 1          | Plan Get     | Books    | 278.27 | 533            | BrandA |"), "{first}");
+}
+
+fn a_re_run_of_the_same_date_replaces_the_partition(url: &str) {
+    let dir = temp_dir();
+    let file = dir.path().join("reviews.csv");
+    std::fs::write(&file, TRICKY_CSV).unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let specs = [csv_spec("reviews", &file, OnBadRecord::Fail)];
+    ingest(&lake, &specs, &options("run-a")).unwrap_or_else(|e| panic!("{e}"));
+    ingest(&lake, &specs, &options("run-b")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = committed(&lake);
+    assert_eq!(manifest.run_id, "run-b");
+    let rows: usize = table(&lake, "reviews").iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, 5, "the same data is not appended twice");
+    let files = lake.list("bronze/reviews").unwrap_or_else(|e| panic!("{e}"));
+    assert!(files.iter().all(|f| f.contains("run=run-b")), "run-a's files are gone: {files:?}");
+}
+
+fn a_failed_run_commits_nothing_and_leaves_the_previous_partition(url: &str) {
+    let dir = temp_dir();
+    let good = dir.path().join("reviews.csv");
+    std::fs::write(&good, TRICKY_CSV).unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    ingest(&lake, &[csv_spec("reviews", &good, OnBadRecord::Fail)], &options("run-a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let ragged = dir.path().join("orders.csv");
+    std::fs::write(&ragged, "order_id,total_amount\n1,10\n2,20,oops\n").unwrap_or_else(|e| panic!("{e}"));
+    let specs = [csv_spec("reviews", &good, OnBadRecord::Fail), csv_spec("orders", &ragged, OnBadRecord::Fail)];
+    let error = ingest(&lake, &specs, &options("run-b")).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.starts_with(&format!("{}:3: the record has 3 fields, the header has 2", ragged.display())),
+        "{error}"
+    );
+    assert_eq!(committed(&lake).run_id, "run-a");
+    assert_eq!(table(&lake, "reviews").iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
+}
+
+fn bad_records_go_to_quarantine_with_their_line(url: &str) {
+    let dir = temp_dir();
+    let file = dir.path().join("orders.csv");
+    let mut bytes = b"order_id,total_amount\n1,10\n2,20,extra\n3,\"multi\nline\"\n4,".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\n5,50\n");
+    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let report = ingest(&lake, &[csv_spec("orders", &file, OnBadRecord::Quarantine)], &options("run-a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.tables[0].rows, report.tables[0].quarantined), (3, 2));
+    let manifest = committed(&lake);
+    let entry = &manifest.tables["orders"];
+    let quarantine = lake.read_parquet(&entry.quarantine_files).unwrap_or_else(|e| panic!("{e}"));
+    let shown = pretty(&[quarantine[0].project(&[0, 1]).unwrap_or_else(|e| panic!("{e}"))]);
+    assert_eq!(
+        shown,
+        [
+            "+-------+------------+",
+            "| _line | _reason    |",
+            "+-------+------------+",
+            "| 3     | ragged_row |",
+            "| 6     | not_utf8   |",
+            "+-------+------------+",
+        ]
+        .join("\n")
+    );
+    let detail = pretty(&[quarantine[0].project(&[2]).unwrap_or_else(|e| panic!("{e}"))]);
+    assert!(detail.contains(":6: column 2 (`total_amount`) is not valid UTF-8"), "{detail}");
+}
+
+fn a_killed_run_leaves_the_previous_partition_readable(url: &str) {
+    let sources = temp_dir();
+    let generated = host(
+        shared_home(),
+        &["gen-data", "--scale", "0.03", "--out", &arg(sources.path()), "--products-db", &catalogue()],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    let ingest_args = |date: &str| -> Vec<String> {
+        [
+            "ingest",
+            "--sources",
+            &arg(sources.path()),
+            "--lake",
+            url,
+            "--ingest-date",
+            date,
+            "--on-bad-record",
+            "quarantine",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let first = run_host(&ingest_args("2026-11-24"));
+    assert!(first.status.success(), "{}", text(&first).1);
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let before = committed(&lake);
+
+    // A second run of the same date, killed once it has written some files.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(ingest_args("2026-11-24"))
+        .env("XDG_CACHE_HOME", shared_home())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let files = lake.list("bronze").unwrap_or_default();
+        let foreign = files.iter().any(|f| f.contains("/run=") && !f.contains(&format!("run={}", before.run_id)));
+        if foreign || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let after = committed(&lake);
+    assert_eq!(after, before, "the killed run must not have committed");
+    for (name, entry) in &after.tables {
+        let rows: usize =
+            lake.read_parquet(&entry.files).unwrap_or_else(|e| panic!("{e}")).iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows as u64, entry.rows, "table {name} is readable and whole");
+    }
+    // The next run does not trip on the debris, and removes it.
+    let again = run_host(&ingest_args("2026-11-24"));
+    assert!(again.status.success(), "{}", text(&again).1);
+    let last = committed(&lake);
+    let files = lake.list("bronze").unwrap_or_default();
+    let stale: Vec<&String> =
+        files.iter().filter(|f| f.contains("/run=") && !f.contains(&format!("run={}", last.run_id))).collect();
+    assert!(stale.is_empty(), "debris left behind: {stale:?}");
+}
+
+fn catalogue() -> String {
+    arg(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db"))
+}
+
+fn run_host(args: &[String]) -> std::process::Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    host(shared_home(), &args)
+}

@@ -275,3 +275,181 @@ fn run_host(args: &[String]) -> std::process::Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     host(shared_home(), &args)
 }
+
+/// Malformed files: each error names the file, the line and (where there is
+/// one) the column, and says what to do. Sources only: no lake involved.
+mod malformed {
+    use medallion_host::sources::{CsvSource, OnBadRecord, Source, SourceError};
+    use medallion_tests::temp_dir;
+
+    fn first_error(bytes: &[u8], expected: Option<&[String]>) -> String {
+        let dir = temp_dir();
+        let file = dir.path().join("orders.csv");
+        std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{e}"));
+        let read = || -> Result<(), SourceError> {
+            let mut source = CsvSource::open(&file, expected, OnBadRecord::Fail)?;
+            while source.next_batch()?.is_some() {}
+            Ok(())
+        };
+        let message = read().err().map(|e| e.to_string()).unwrap_or_else(|| "no error".to_owned());
+        message.replace(&dir.path().display().to_string(), "DIR")
+    }
+
+    #[test]
+    fn a_ragged_row_names_its_line_and_how_to_quarantine() {
+        let message = first_error(b"a,b\n1,2\n\"x\ny\",2\n3\n", None);
+        assert!(message.starts_with("DIR/orders.csv:5: the record has 1 fields, the header has 2"), "{message}");
+        assert!(message.contains("on_bad_record: quarantine"), "{message}");
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_found_at_the_line_it_opens() {
+        let message = first_error(b"a,b\n1,\"2\n3,4\n5,6\n", None);
+        assert!(
+            message.starts_with("DIR/orders.csv:2: a quoted field opened in the record starting here is never closed"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_name_line_column_and_byte() {
+        let message = first_error(b"a,b\n1,2\n3,ok\xe9\n", None);
+        assert!(
+            message.starts_with("DIR/orders.csv:3: column 2 (`b`) is not valid UTF-8 (byte 2 of the field)"),
+            "{message}"
+        );
+        assert!(message.contains("iconv"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_header_names_both() {
+        let expected = vec!["order_id".to_owned(), "total_amount".to_owned()];
+        let message = first_error(b"order_id,amount\n1,2\n", Some(&expected));
+        assert!(
+            message
+                .starts_with("DIR/orders.csv:1: the header is [order_id, amount], expected [order_id, total_amount]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_has_no_header() {
+        assert!(first_error(b"", None).ends_with("the file is empty; a CSV source needs a header row"));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let message = CsvSource::open(std::path::Path::new("/nonexistent/x.csv"), None, OnBadRecord::Fail)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.starts_with("/nonexistent/x.csv: No such file"), "{message}");
+    }
+}
+
+/// Generated sources: deterministic, dirty on purpose, and landed unchanged.
+mod generated {
+    use std::path::Path;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, RecordBatch};
+    use medallion_host::lake::{Lake, Manifest};
+    use medallion_tests::temp_dir;
+
+    use crate::util::{arg, host, shared_home, text};
+
+    fn generate(out: &Path, seed: &str) {
+        let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db");
+        let output = host(
+            shared_home(),
+            &["gen-data", "--scale", "0.002", "--seed", seed, "--out", &arg(out), "--products-db", &arg(&catalogue)],
+        );
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
+        let (a, b, c) = (temp_dir(), temp_dir(), temp_dir());
+        generate(a.path(), "7");
+        generate(b.path(), "7");
+        generate(c.path(), "8");
+        for file in ["customers.csv", "orders.csv", "order_items.csv", "product_reviews.csv"] {
+            let read = |dir: &Path| std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(read(a.path()), read(b.path()), "{file} differs for the same seed");
+            assert_ne!(read(a.path()), read(c.path()), "{file} is the same for another seed");
+        }
+    }
+
+    #[test]
+    fn generated_sources_carry_every_kind_of_dirt() {
+        let dir = temp_dir();
+        generate(dir.path(), "42");
+        let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap_or_else(|e| panic!("{e}"));
+        let (customers, orders, items, reviews) =
+            (read("customers.csv"), read("orders.csv"), read("order_items.csv"), read("product_reviews.csv"));
+        assert!(customers.lines().nth(1).is_some_and(|l| l.contains("@example.com")));
+        for (what, found) in [
+            ("non-numeric id", orders.contains("\nid-")),
+            ("null id", orders.lines().any(|l| l.starts_with(','))),
+            ("impossible date", orders.contains("2023-02-30")),
+            ("malformed date", orders.contains("not a date") || orders.contains("31/12/2023")),
+            ("zero amount", orders.contains(",0.00,")),
+            ("negative amount", orders.contains(",-")),
+            ("zero quantity", items.contains(",0,")),
+            ("rating 0 or 6", reviews.lines().any(|l| l.contains(",0,") || l.contains(",6,"))),
+            ("quoted review text", reviews.contains("\"\"waterproof\"\"")),
+            ("review text with a newline", reviews.contains("Works fine.\nWould buy again")),
+        ] {
+            assert!(found, "no {what} in the generated data");
+        }
+        let lines: Vec<&str> = orders.lines().skip(1).collect();
+        let unique: std::collections::HashSet<&&str> = lines.iter().collect();
+        assert!(unique.len() < lines.len(), "no duplicate rows");
+    }
+
+    #[test]
+    fn every_generated_source_lands_in_bronze_value_for_value() {
+        let dir = temp_dir();
+        generate(dir.path(), "42");
+        let lake_dir = temp_dir();
+        let output = host(
+            shared_home(),
+            &["ingest", "--sources", &arg(dir.path()), "--lake", &arg(lake_dir.path()), "--ingest-date", "2026-11-24"],
+        );
+        assert!(output.status.success(), "{}", text(&output).1);
+        let lake = Lake::open(&arg(lake_dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        let manifest = Manifest::read(&lake, "bronze", "ingest_date=2026-11-24")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("not committed"));
+        for table in ["customers", "orders", "order_items", "product_reviews"] {
+            let batches = lake.read_parquet(&manifest.tables[table].files).unwrap_or_else(|e| panic!("{e}"));
+            let mut reader = csv::ReaderBuilder::new()
+                .from_path(dir.path().join(format!("{table}.csv")))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let expected: Vec<Vec<Option<String>>> = reader
+                .records()
+                .map(|r| {
+                    r.unwrap_or_else(|e| panic!("{e}")).iter().map(|f| (!f.is_empty()).then(|| f.to_owned())).collect()
+                })
+                .collect();
+            assert_eq!(landed(&batches, expected[0].len()), expected, "{table}");
+        }
+    }
+
+    fn landed(batches: &[RecordBatch], columns: usize) -> Vec<Vec<Option<String>>> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    (0..columns)
+                        .map(|c| {
+                            let column = batch.column(c).as_string::<i32>();
+                            (!column.is_null(row)).then(|| column.value(row).to_owned())
+                        })
+                        .collect(),
+                );
+            }
+        }
+        rows
+    }
+}

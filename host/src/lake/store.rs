@@ -35,7 +35,7 @@ pub enum LakeError {
         /// The path inside the lake.
         path: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Writing or reading Parquet failed.
     #[error("lake {url}: Parquet `{path}`: {message}")]
@@ -124,7 +124,7 @@ impl Lake {
     }
 
     fn fail(&self, action: &'static str, path: &str, source: object_store::Error) -> LakeError {
-        LakeError::Store { url: self.url.clone(), action, path: path.to_owned(), source }
+        LakeError::Store { url: self.url.clone(), action, path: path.to_owned(), source: Box::new(source) }
     }
 
     /// Writes `bytes` at `relative`, atomically (readers see all or nothing).
@@ -193,5 +193,68 @@ impl Lake {
             }
         }
         Ok(batches)
+    }
+}
+
+/// A file being written to the lake, in parts of [`PART_BYTES`]; it appears
+/// whole at [`LakeFile::finish`] (multipart upload: a temporary file renamed
+/// at the end, on both backends) and never if dropped unfinished.
+pub struct LakeFile<'a> {
+    lake: &'a Lake,
+    relative: String,
+    upload: Box<dyn object_store::MultipartUpload>,
+    buffer: Vec<u8>,
+}
+
+/// Size of one uploaded part: bounds the memory a file being written holds.
+const PART_BYTES: usize = 16 << 20;
+
+impl Lake {
+    /// Starts writing `relative`.
+    pub fn create(&self, relative: &str) -> Result<LakeFile<'_>, LakeError> {
+        let path = self.path(relative);
+        let upload =
+            self.runtime.block_on(self.store.put_multipart(&path)).map_err(|e| self.fail("create", relative, e))?;
+        Ok(LakeFile { lake: self, relative: relative.to_owned(), upload, buffer: Vec::with_capacity(PART_BYTES) })
+    }
+}
+
+impl LakeFile<'_> {
+    fn send_part(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_BYTES));
+        let upload = self.upload.put_part(PutPayload::from(Bytes::from(part)));
+        self.lake.runtime.block_on(upload).map_err(std::io::Error::other)
+    }
+
+    /// Uploads what is left and publishes the file.
+    pub fn finish(mut self) -> Result<(), LakeError> {
+        let relative = self.relative.clone();
+        self.send_part().map_err(|e| {
+            self.lake.fail("write", &relative, object_store::Error::Generic { store: "lake", source: Box::new(e) })
+        })?;
+        self.lake
+            .runtime
+            .block_on(self.upload.complete())
+            .map(|_| ())
+            .map_err(|e| self.lake.fail("finish", &relative, e))
+    }
+}
+
+impl std::io::Write for LakeFile<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = PART_BYTES - self.buffer.len();
+        let taken = bytes.len().min(room);
+        self.buffer.extend_from_slice(&bytes[..taken]);
+        if self.buffer.len() == PART_BYTES {
+            self.send_part()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -22,6 +22,8 @@ pub struct CsvSource {
     on_bad_record: OnBadRecord,
     bad: Vec<BadRecord>,
     record: csv::ByteRecord,
+    /// Byte offset and line where the last record read starts.
+    last_start: (u64, u64),
     done: bool,
 }
 
@@ -62,8 +64,25 @@ impl CsvSource {
             on_bad_record,
             bad: Vec::new(),
             record: csv::ByteRecord::new(),
+            last_start: (0, 0),
             done: false,
         })
+    }
+
+    /// The parser ends a quoted field silently at the end of the file; an odd
+    /// number of quotes in the last record means its quote was never closed.
+    fn check_last_record_closed(&self) -> Result<(), SourceError> {
+        let (start, line) = self.last_start;
+        let mut tail = Vec::new();
+        let read = File::open(&self.file).and_then(|mut f| {
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
+            f.read_to_end(&mut tail)
+        });
+        read.map_err(|source| SourceError::Io { file: self.file.clone(), source })?;
+        if tail.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+            return Err(SourceError::UnterminatedQuote { file: self.file.clone(), line });
+        }
+        Ok(())
     }
 
     /// Checks one record; `Ok(false)` when it was set aside.
@@ -115,7 +134,11 @@ impl Source for CsvSource {
             })?;
             if !more {
                 self.done = true;
+                self.check_last_record_closed()?;
                 break;
+            }
+            if let Some(position) = self.record.position() {
+                self.last_start = (position.byte(), position.line());
             }
             if !self.accept()? {
                 continue;

@@ -105,6 +105,16 @@ pub enum SourceError {
         /// Fields in the record.
         found: usize,
     },
+    /// A quoted field still open at the end of the file.
+    #[error(
+        "{}:{line}: a quoted field opened in the record starting here is never closed, so it swallows the rest of the file\n  hint: find the stray `\"` on this line and double it (`\"\"`) or close the quote"
+    , file.display())]
+    UnterminatedQuote {
+        /// The file.
+        file: PathBuf,
+        /// Line where the record starts.
+        line: u64,
+    },
     /// A field that is not valid UTF-8.
     #[error(
         "{}:{line}: column {column} (`{name}`) is not valid UTF-8 (byte {byte} of the field)\n  hint: convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8), or set `on_bad_record: quarantine` on the source",

@@ -5,7 +5,7 @@
 //! bindings and the Arrow IPC encoding: plugin crates contain business logic
 //! and nothing else.
 //!
-//! ```ignore
+//! ```
 //! use medallion_sdk::{export_plugin, Emitter, Error, Info, Plugin, Port, RecordBatch};
 //!
 //! struct Passthrough;

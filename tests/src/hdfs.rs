@@ -43,11 +43,12 @@ fn start() -> Result<MiniHdfs, String> {
     let stdin = child.stdin.take().ok_or("no stdin")?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let (sender, receiver) = std::sync::mpsc::channel();
+    // Keep reading stdout for the cluster's whole life: a full pipe would
+    // block the cluster's logging and with it the cluster.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(at) = line.find("Ready! ") {
                 let _ = sender.send(line[at + 7..].trim().to_owned());
-                return;
             }
         }
     });

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use medallion_host::lake::{IngestOptions, Lake, Manifest, SourceSpec, ingest};
 use medallion_host::sources::OnBadRecord;
 use medallion_tests::temp_dir;
@@ -31,6 +31,7 @@ on_both_lakes!(
     a_failed_run_commits_nothing_and_leaves_the_previous_partition,
     bad_records_go_to_quarantine_with_their_line,
     a_killed_run_leaves_the_previous_partition_readable,
+    a_run_does_not_start_while_another_holds_the_lake,
 );
 
 /// A lake URL: a fresh local folder (kept alive for the test by leaking it).
@@ -133,6 +134,61 @@ fn sqlite_rows_round_trip_with_their_types(url: &str) {
     assert_eq!(types, ["Int64", "Utf8", "Utf8", "Float64", "Int64", "Utf8"]);
     let first = values(&[batches[0].slice(0, 2)]);
     assert!(first.contains("| 1          | Plan Get     | Books    | 278.27 | 533            | BrandA |"), "{first}");
+    assert_eq!(sqlite_rows(&catalogue_path()), bronze_rows(&batches), "every product, value for value");
+}
+
+fn catalogue_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db")
+}
+
+/// Every row of the products table as text, read by SQLite itself.
+fn sqlite_rows(db: &Path) -> Vec<Vec<String>> {
+    let connection = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let mut query = connection.prepare("SELECT * FROM products").unwrap_or_else(|e| panic!("{e}"));
+    let rows = query
+        .query_map([], |row| {
+            (0..6)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "∅".to_owned(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Blob(_) => "<blob>".to_owned(),
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+/// The first six columns of Bronze rows as text, in the same forms.
+fn bronze_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::DataType;
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                (0..6)
+                    .map(|c| {
+                        let column = batch.column(c);
+                        if column.is_null(row) {
+                            return "∅".to_owned();
+                        }
+                        match column.data_type() {
+                            DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
+                            DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
+                            _ => column.as_string::<i32>().value(row).to_owned(),
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
 }
 
 fn a_re_run_of_the_same_date_replaces_the_partition(url: &str) {
@@ -333,6 +389,12 @@ mod malformed {
     }
 
     #[test]
+    fn a_header_with_an_empty_or_repeated_name_is_refused() {
+        assert_eq!(first_error(b"a,,c\n1,2,3\n", None), "DIR/orders.csv:1: bad header: column 2 has no name");
+        assert_eq!(first_error(b"a,b,a\n1,2,3\n", None), "DIR/orders.csv:1: bad header: column 3 repeats the name `a`");
+    }
+
+    #[test]
     fn an_empty_file_has_no_header() {
         assert!(first_error(b"", None).ends_with("the file is empty; a CSV source needs a header row"));
     }
@@ -452,4 +514,19 @@ mod generated {
         }
         rows
     }
+}
+
+fn a_run_does_not_start_while_another_holds_the_lake(url: &str) {
+    let sources = temp_dir();
+    std::fs::write(sources.path().join("reviews.csv"), TRICKY_CSV).unwrap_or_else(|e| panic!("{e}"));
+    let args = ["ingest", "--sources", &arg(sources.path()), "--lake", url, "--ingest-date", "2026-11-24"];
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let held = lake.lock("run-in-progress").unwrap_or_else(|e| panic!("{e}"));
+    let refused = host(shared_home(), &args);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused).1);
+    assert!(text(&refused).1.contains("is in use by run run-in-progress (pid "), "{}", text(&refused).1);
+    assert!(Manifest::read(&lake, "bronze", "ingest_date=2026-11-24").unwrap_or_else(|e| panic!("{e}")).is_none());
+    drop(held);
+    let admitted = host(shared_home(), &args);
+    assert!(admitted.status.success(), "{}", text(&admitted).1);
 }

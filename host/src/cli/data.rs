@@ -112,6 +112,7 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
     let options =
         IngestOptions { ingest_date, run_id, ingested_at_micros: now, rows_per_file: 4 << 20, workers: args.workers };
     let started = Instant::now();
+    let _lock = lake.lock(&options.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
     let report = ingest(&lake, &sources, &options).map_err(|e| match e {
         IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
         IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },

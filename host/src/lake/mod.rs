@@ -14,9 +14,11 @@
 //! Not for: deciding what goes in a table (the engine does that).
 
 mod bronze;
+mod lock;
 mod manifest;
 mod store;
 
 pub use bronze::{BronzeReport, IngestError, IngestOptions, SourceSpec, TableReport, ingest, rfc3339};
+pub use lock::{Holder, RunLock};
 pub use manifest::{Manifest, TableFiles};
 pub use store::{Lake, LakeError};

@@ -8,10 +8,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// The lake's storage.
 pub struct Lake {
-    store: Arc<dyn ObjectStore>,
+    pub(super) store: Arc<dyn ObjectStore>,
     base: String,
     url: String,
-    runtime: tokio::runtime::Runtime,
+    pub(super) runtime: tokio::runtime::Runtime,
 }
 
 /// A lake operation that failed.
@@ -46,6 +46,17 @@ pub enum LakeError {
         path: String,
         /// What went wrong.
         message: String,
+    },
+    /// Another run holds the lake.
+    #[error(
+        "lake {url} is in use by run {} (pid {} on {}, since {})\n  hint: wait for it to finish; a killed run's lock is broken automatically",
+        holder.run_id, holder.pid, holder.host, super::rfc3339(holder.since as i64 * 1_000_000)
+    )]
+    Locked {
+        /// The lake URL.
+        url: String,
+        /// Who holds it.
+        holder: Box<super::Holder>,
     },
     /// A commit manifest that cannot be read.
     #[error(
@@ -106,7 +117,7 @@ impl Lake {
         &self.url
     }
 
-    fn path(&self, relative: &str) -> StorePath {
+    pub(super) fn path(&self, relative: &str) -> StorePath {
         if self.base.is_empty() {
             StorePath::from(relative)
         } else {
@@ -123,7 +134,7 @@ impl Lake {
         }
     }
 
-    fn fail(&self, action: &'static str, path: &str, source: object_store::Error) -> LakeError {
+    pub(super) fn fail(&self, action: &'static str, path: &str, source: object_store::Error) -> LakeError {
         LakeError::Store { url: self.url.clone(), action, path: path.to_owned(), source: Box::new(source) }
     }
 

@@ -46,6 +46,7 @@ impl CsvSource {
             return Err(SourceError::Empty { file: file.to_owned() });
         }
         let names: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
+        check_header_names(file, &names)?;
         if let Some(expected) = expected
             && expected != names.as_slice()
         {
@@ -170,6 +171,26 @@ impl Source for CsvSource {
 
     fn bytes_read(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Every column needs a name of its own: an empty or repeated name is a
+/// header that lost or gained a comma.
+fn check_header_names(file: &Path, names: &[String]) -> Result<(), SourceError> {
+    let problem = names.iter().enumerate().find_map(|(i, name)| {
+        if name.is_empty() {
+            Some(format!("column {} has no name", i + 1))
+        } else if names[..i].contains(name) {
+            Some(format!("column {} repeats the name `{name}`", i + 1))
+        } else {
+            None
+        }
+    });
+    match problem {
+        None => Ok(()),
+        Some(problem) => {
+            Err(SourceError::Csv { file: file.to_owned(), line: 1, message: format!("bad header: {problem}") })
+        }
     }
 }
 

@@ -5,5 +5,6 @@
 //! the e-commerce knowledge lives in `pipeline.yaml` and `plugins/`.
 
 pub mod lake;
+pub mod pipeline;
 pub mod plugin;
 pub mod sources;

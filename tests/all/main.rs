@@ -3,6 +3,7 @@
 mod cli;
 mod faults;
 mod lake;
+mod pipeline;
 mod plugin;
 mod tidy;
 mod util;

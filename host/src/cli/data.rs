@@ -100,20 +100,26 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
         BadRecordArg::Quarantine => OnBadRecord::Quarantine,
     };
     let sources = discover(&args.sources, on_bad_record)?;
+    land_bronze(&args.lake, &sources, args.ingest_date, args.workers)
+}
+
+/// Lands `sources` in the lake's Bronze zone under the run lock, and prints
+/// the summary. Shared by `host ingest` and `host run`.
+pub(crate) fn land_bronze(
+    lake_url: &str,
+    sources: &[SourceSpec],
+    ingest_date: Option<String>,
+    workers: usize,
+) -> Result<(), Failure> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-    let ingest_date = match args.ingest_date {
-        Some(date) if is_iso_date(&date) => date,
-        Some(date) => return Err(Failure::config(format!("--ingest-date `{date}` is not a date like 2026-11-24"))),
-        None => medallion_host::lake::rfc3339(now)[..10].to_owned(),
-    };
+    let ingest_date = resolve_ingest_date(ingest_date, now)?;
     let run_id =
         format!("{}-{:05}", medallion_host::lake::rfc3339(now).replace([':', '-'], ""), std::process::id() % 100_000);
-    let lake = Lake::open(&args.lake).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    let options =
-        IngestOptions { ingest_date, run_id, ingested_at_micros: now, rows_per_file: 4 << 20, workers: args.workers };
+    let lake = Lake::open(lake_url).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    let options = IngestOptions { ingest_date, run_id, ingested_at_micros: now, rows_per_file: 4 << 20, workers };
     let started = Instant::now();
     let _lock = lake.lock(&options.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    let report = ingest(&lake, &sources, &options).map_err(|e| match e {
+    let report = ingest(&lake, sources, &options).map_err(|e| match e {
         IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
         IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
     })?;
@@ -132,6 +138,15 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
         lake.url()
     );
     Ok(())
+}
+
+/// `--ingest-date`, checked, or today (UTC).
+pub(crate) fn resolve_ingest_date(given: Option<String>, now_micros: i64) -> Result<String, Failure> {
+    match given {
+        Some(date) if is_iso_date(&date) => Ok(date),
+        Some(date) => Err(Failure::config(format!("--ingest-date `{date}` is not a date like 2026-11-24"))),
+        None => Ok(medallion_host::lake::rfc3339(now_micros)[..10].to_owned()),
+    }
 }
 
 fn is_iso_date(text: &str) -> bool {

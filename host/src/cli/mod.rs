@@ -3,6 +3,7 @@
 
 mod data;
 mod plugins;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,14 @@ enum Command {
     ///
     /// Example: host gen-data --scale 0.1 --seed 42 --out data/sources
     GenData(data::GenData),
+    /// Check a pipeline file: schema, environment variables, source files.
+    ///
+    /// Example: host validate pipeline.yaml --set sources.dir=/data/2026-11-24
+    Validate(run::PipelineArgs),
+    /// Run the pipeline in a pipeline file (today: the Bronze stage).
+    ///
+    /// Example: host run pipeline.yaml --ingest-date 2026-11-24
+    Run(run::Run),
     /// Land a folder of sources in the lake's Bronze zone, for one ingest date.
     ///
     /// Example: host ingest --sources data/sources --lake data/lake --ingest-date 2026-11-24
@@ -59,6 +68,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Plugins(command) => plugins::run(command),
         Command::GenData(args) => data::gen_data(args),
         Command::Ingest(args) => data::ingest_command(args),
+        Command::Validate(args) => run::validate(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

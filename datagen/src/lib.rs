@@ -27,10 +27,9 @@ pub struct Spec {
     pub scale: f64,
     /// Same seed, same bytes.
     pub seed: u64,
-    /// The real products catalogue (`products_data.db`) to copy.
+    /// The real products catalogue (`products_data.db`, table `products`
+    /// with ids 1..=n) to copy.
     pub products_db: PathBuf,
-    /// Number of products in that catalogue (ids 1..=n).
-    pub products: u64,
 }
 
 /// Row counts of what was written.
@@ -47,11 +46,12 @@ const REVIEWS: f64 = 4_000_000.0;
 
 /// Writes the five sources into `out` (created if missing), one thread per file.
 pub fn generate(spec: &Spec, out: &Path) -> std::io::Result<Written> {
+    let products = count_products(&spec.products_db)?;
     std::fs::create_dir_all(out)?;
     let customers = ((CUSTOMERS * spec.scale).round() as u64).max(10);
     let orders = ((ORDERS * spec.scale).round() as u64).max(30);
     let reviews = ((REVIEWS * spec.scale).round() as u64).max(20);
-    let counts = Counts { customers, orders, products: spec.products };
+    let counts = Counts { customers, orders, products };
     let seed = spec.seed;
     let results = std::thread::scope(|scope| {
         let jobs = [
@@ -70,8 +70,25 @@ pub fn generate(spec: &Spec, out: &Path) -> std::io::Result<Written> {
     }
     let products = out.join("products_data.db");
     std::fs::copy(&spec.products_db, &products)?;
-    written.files.push(("products_data.db".to_owned(), spec.products, std::fs::metadata(&products)?.len()));
+    written.files.push(("products_data.db".to_owned(), counts.products, std::fs::metadata(&products)?.len()));
     Ok(written)
+}
+
+/// The number of products in the catalogue, with a clear error when it is
+/// not the reference's catalogue.
+fn count_products(db: &Path) -> std::io::Result<u64> {
+    let invalid = |why: String| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("products catalogue {}: {why}", db.display()))
+    };
+    if !db.is_file() {
+        return Err(invalid("not found".to_owned()));
+    }
+    let connection = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| invalid(e.to_string()))?;
+    let count: i64 = connection
+        .query_row("SELECT count(*) FROM products", [], |row| row.get(0))
+        .map_err(|e| invalid(format!("{e} (it needs a `products` table)")))?;
+    u64::try_from(count).ok().filter(|&n| n > 0).ok_or_else(|| invalid("the `products` table is empty".to_owned()))
 }
 
 struct Counts {

@@ -443,6 +443,18 @@ mod generated {
     }
 
     #[test]
+    fn gen_data_without_the_catalogue_says_where_it_looked_and_what_to_do() {
+        let out = temp_dir();
+        let output =
+            host(shared_home(), &["gen-data", "--out", &arg(out.path()), "--products-db", "/nonexistent/products.db"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = text(&output).1;
+        assert!(stderr.starts_with("error: products catalogue /nonexistent/products.db: not found"), "{stderr}");
+        assert!(stderr.contains("pass --products-db"), "{stderr}");
+        assert!(!out.path().join("customers.csv").exists(), "nothing is written without a catalogue");
+    }
+
+    #[test]
     fn generated_sources_carry_every_kind_of_dirt() {
         let dir = temp_dir();
         generate(dir.path(), "42");

@@ -31,40 +31,20 @@ pub(crate) fn gen_data(args: GenData) -> Result<(), Failure> {
     if !(args.scale > 0.0 && args.scale <= 100.0) {
         return Err(Failure::config(format!("--scale {} is out of range: give a number in (0, 100]", args.scale)));
     }
-    let products = count_products(&args.products_db)?;
-    let spec = medallion_datagen::Spec { scale: args.scale, seed: args.seed, products_db: args.products_db, products };
+    let spec = medallion_datagen::Spec { scale: args.scale, seed: args.seed, products_db: args.products_db };
     let started = Instant::now();
-    let written = medallion_datagen::generate(&spec, &args.out)
-        .map_err(|e| Failure { exit: Exit::Source, message: format!("cannot write {}: {e}", args.out.display()) })?;
+    let written = medallion_datagen::generate(&spec, &args.out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => {
+            Failure::config(format!("{e}\n  hint: run from the repository root, or pass --products-db"))
+        }
+        _ => Failure { exit: Exit::Source, message: format!("cannot write {}: {e}", args.out.display()) },
+    })?;
     println!("{:<22} {:>12} {:>10}", "FILE", "ROWS", "MB");
     for (file, rows, bytes) in &written.files {
         println!("{file:<22} {rows:>12} {:>10.1}", *bytes as f64 / 1e6);
     }
     println!("generated in {:.1} s into {}", started.elapsed().as_secs_f64(), args.out.display());
     Ok(())
-}
-
-fn count_products(db: &Path) -> Result<u64, Failure> {
-    let missing = |why: String| {
-        Failure::config(format!(
-            "products catalogue {}: {why}\n  hint: run from the repository root, or pass --products-db",
-            db.display()
-        ))
-    };
-    if !db.is_file() {
-        return Err(missing("not found".to_owned()));
-    }
-    let tables = sqlite_tables(db).map_err(|e| missing(e.to_string()))?;
-    if !tables.iter().any(|t| t == "products") {
-        return Err(missing(format!("has no `products` table (it has: {})", tables.join(", "))));
-    }
-    let source = medallion_host::sources::SqliteSource::open(db, "products").map_err(|e| missing(e.to_string()))?;
-    let mut rows = 0u64;
-    let mut source: Box<dyn medallion_host::sources::Source> = Box::new(source);
-    while let Some(batch) = source.next_batch().map_err(|e| missing(e.to_string()))? {
-        rows += batch.num_rows() as u64;
-    }
-    Ok(rows)
 }
 
 /// Arguments of `host ingest`.

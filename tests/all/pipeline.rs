@@ -56,8 +56,13 @@ fn the_repository_pipeline_runs_bronze_with_sources_and_lake_from_the_environmen
     assert!(validated.status.success(), "{}", text(&validated).1);
     assert!(text(&validated).0.contains("is valid: 5 sources"), "{}", text(&validated).0);
 
-    let run = host_env(&["run", &pipeline, "--ingest-date", "2026-11-24"], &env);
+    let report = lake.path().join("report.json");
+    let run = host_env(&["run", &pipeline, "--ingest-date", "2026-11-24", "--report", &arg(&report)], &env);
     assert!(run.status.success(), "{}", text(&run).1);
+    let json = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    assert!(json.contains("\"status\": \"succeeded\""), "{json}");
+    assert!(json.contains("\"partition\": \"ingest_date=2026-11-24\""), "{json}");
+    assert!(json.contains("\"table\": \"order_items\""), "{json}");
     let stdout = text(&run).0;
     for table in ["customers", "orders", "order_items", "product_reviews", "products"] {
         assert!(stdout.lines().any(|l| l.starts_with(table)), "{table} missing in:\n{stdout}");
@@ -169,8 +174,11 @@ fn a_header_that_differs_from_the_declared_columns_fails_the_run_with_exit_3() {
             arg(sources.path())
         ),
     );
-    let output = host_env(&["run", &arg(&file)], &[]);
+    let report = dir.path().join("report.json");
+    let output = host_env(&["run", &arg(&file), "--report", &arg(&report)], &[]);
     fails_with(&output, 3, "orders.csv:1: the header is [order_id, customer_id, order_date");
+    let json = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    assert!(json.contains("\"status\": \"failed\"") && json.contains("\"exit_code\": 3"), "{json}");
 }
 
 #[test]

@@ -80,7 +80,7 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
         BadRecordArg::Quarantine => OnBadRecord::Quarantine,
     };
     let sources = discover(&args.sources, on_bad_record)?;
-    land_bronze(&args.lake, &sources, args.ingest_date, args.workers)
+    land_bronze(&args.lake, &sources, args.ingest_date, args.workers).map(|_| ())
 }
 
 /// Lands `sources` in the lake's Bronze zone under the run lock, and prints
@@ -90,7 +90,7 @@ pub(crate) fn land_bronze(
     sources: &[SourceSpec],
     ingest_date: Option<String>,
     workers: usize,
-) -> Result<(), Failure> {
+) -> Result<StageSummary, Failure> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     let ingest_date = resolve_ingest_date(ingest_date, now)?;
     let run_id =
@@ -117,7 +117,43 @@ pub(crate) fn land_bronze(
         bytes as f64 / 1e6 / seconds.max(1e-9),
         lake.url()
     );
-    Ok(())
+    Ok(StageSummary {
+        stage: "bronze",
+        run_id: options.run_id,
+        partition: format!("ingest_date={}", options.ingest_date),
+        seconds,
+        tables: report.tables.iter().map(|t| (t.table.clone(), t.rows, t.quarantined, t.bytes)).collect(),
+    })
+}
+
+/// What a stage did, for `--report`.
+#[derive(Debug, Clone)]
+pub(crate) struct StageSummary {
+    pub(crate) stage: &'static str,
+    pub(crate) run_id: String,
+    pub(crate) partition: String,
+    pub(crate) seconds: f64,
+    /// (table, rows, quarantined, source bytes)
+    pub(crate) tables: Vec<(String, u64, u64, u64)>,
+}
+
+impl StageSummary {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let tables: Vec<serde_json::Value> = self
+            .tables
+            .iter()
+            .map(|(table, rows, quarantined, bytes)| {
+                serde_json::json!({"table": table, "rows": rows, "quarantined": quarantined, "source_bytes": bytes})
+            })
+            .collect();
+        serde_json::json!({
+            "stage": self.stage,
+            "run_id": self.run_id,
+            "partition": self.partition,
+            "seconds": self.seconds,
+            "tables": tables,
+        })
+    }
 }
 
 /// `--ingest-date`, checked, or today (UTC).

@@ -37,6 +37,10 @@ pub(crate) struct Run {
     /// Print the plan and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Also write the run's report as JSON to this file (written on failure
+    /// too, with the error and the exit code).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 fn plan(args: &PipelineArgs) -> Result<Plan, Failure> {
@@ -77,12 +81,44 @@ pub(crate) fn run(args: Run) -> Result<(), Failure> {
         print_plan(&plan, &stages);
         return Ok(());
     }
+    let mut done = Vec::new();
+    let mut outcome = Ok(());
     for stage in stages {
         if stage == "bronze" {
-            data::land_bronze(&plan.lake, &plan.sources, args.ingest_date.clone(), 2)?;
+            match data::land_bronze(&plan.lake, &plan.sources, args.ingest_date.clone(), 2) {
+                Ok(summary) => done.push(summary),
+                Err(failure) => {
+                    outcome = Err(failure);
+                    break;
+                }
+            }
         }
     }
-    Ok(())
+    if let Some(file) = &args.report {
+        write_report(file, &plan, &done, &outcome)?;
+    }
+    outcome
+}
+
+fn write_report(
+    file: &Path,
+    plan: &Plan,
+    done: &[data::StageSummary],
+    outcome: &Result<(), Failure>,
+) -> Result<(), Failure> {
+    let (status, error, exit) = match outcome {
+        Ok(()) => ("succeeded", None, 0),
+        Err(failure) => ("failed", Some(failure.message.clone()), failure.exit as u8),
+    };
+    let report = serde_json::json!({
+        "status": status,
+        "exit_code": exit,
+        "error": error,
+        "lake": plan.lake,
+        "stages": done.iter().map(data::StageSummary::to_json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(file, text).map_err(|e| Failure::config(format!("cannot write the report {}: {e}", file.display())))
 }
 
 fn print_plan(plan: &Plan, stages: &[&str]) {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, ingest};
+use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, TableReport, ingest};
 use medallion_host::sources::{OnBadRecord, sqlite_tables};
 
 use super::{Exit, Failure};
@@ -122,7 +122,7 @@ pub(crate) fn land_bronze(
         run_id: options.run_id,
         partition: format!("ingest_date={}", options.ingest_date),
         seconds,
-        tables: report.tables.iter().map(|t| (t.table.clone(), t.rows, t.quarantined, t.bytes)).collect(),
+        tables: report.tables,
     })
 }
 
@@ -133,25 +133,17 @@ pub(crate) struct StageSummary {
     pub(crate) run_id: String,
     pub(crate) partition: String,
     pub(crate) seconds: f64,
-    /// (table, rows, quarantined, source bytes)
-    pub(crate) tables: Vec<(String, u64, u64, u64)>,
+    pub(crate) tables: Vec<TableReport>,
 }
 
 impl StageSummary {
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        let tables: Vec<serde_json::Value> = self
-            .tables
-            .iter()
-            .map(|(table, rows, quarantined, bytes)| {
-                serde_json::json!({"table": table, "rows": rows, "quarantined": quarantined, "source_bytes": bytes})
-            })
-            .collect();
         serde_json::json!({
             "stage": self.stage,
             "run_id": self.run_id,
             "partition": self.partition,
             "seconds": self.seconds,
-            "tables": tables,
+            "tables": self.tables,
         })
     }
 }

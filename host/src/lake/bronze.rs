@@ -98,7 +98,7 @@ pub struct BronzeReport {
 }
 
 /// What happened to one table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TableReport {
     /// Bronze table name.
     pub table: String,
@@ -107,6 +107,7 @@ pub struct TableReport {
     /// Records set aside in quarantine.
     pub quarantined: u64,
     /// Source bytes read.
+    #[serde(rename = "source_bytes")]
     pub bytes: u64,
 }
 

@@ -14,16 +14,19 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
-    for watched in ["plugins", "tests/hostile", "wit"] {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let root = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    println!("cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR");
+    for watched in ["plugins", "plugins/examples", "tests/hostile", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     // <target>/<profile>/build/<pkg>/out → <target>/wasm-plugins, shared by every profile.
     let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm-plugins");
     let product = wasm_build::plugin_crates(&root.join("plugins")).unwrap_or_default();
+    let examples = wasm_build::plugin_crates(&root.join("plugins/examples")).unwrap_or_default();
     let hostile = wasm_build::plugin_crates(&root.join("tests/hostile")).unwrap_or_default();
-    let crates: Vec<_> = product.iter().chain(&hostile).cloned().collect();
+    let crates: Vec<_> = product.iter().chain(&examples).chain(&hostile).cloned().collect();
 
     let under_clippy = std::env::var("RUSTC_WORKSPACE_WRAPPER").is_ok_and(|w| w.contains("clippy"));
     if !under_clippy && let Err(message) = wasm_build::build(&root, &target_dir, &crates) {
@@ -41,6 +44,7 @@ fn main() {
         );
     }
     list(&mut code, "PRODUCT", "The plugins under `plugins/`", &product);
+    list(&mut code, "EXAMPLES", "The example plugins under `plugins/examples/`", &examples);
     list(&mut code, "HOSTILE", "The hostile plugins under `tests/hostile/`", &hostile);
     std::fs::write(out_dir.join("artifacts.rs"), code).unwrap_or_else(|e| panic!("cannot write artifacts.rs: {e}"));
 }

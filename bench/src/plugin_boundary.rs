@@ -95,9 +95,9 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
             started = Instant::now();
             let mut clean = <clean::Clean as Plugin>::new(CAST_CONFIG).map_err(|e| format!("{e:?}"))?;
             for batch in &batches {
-                let (out, rej) = clean.apply(batch).map_err(|e| format!("{e:?}"))?;
-                kept += out.num_rows();
-                rejected += rej.num_rows();
+                let applied = clean.apply(batch).map_err(|e| format!("{e:?}"))?;
+                kept += applied.clean.num_rows();
+                rejected += applied.rejected.num_rows();
             }
         }
         "wasm" => {

@@ -4,7 +4,10 @@
 //! Architecture invariant: nothing under `host/` names a business column;
 //! the e-commerce knowledge lives in `pipeline.yaml` and `plugins/`.
 
+pub mod frame;
+pub mod gold;
 pub mod lake;
 pub mod pipeline;
 pub mod plugin;
+pub mod silver;
 pub mod sources;

@@ -124,7 +124,7 @@ fn csv_values_round_trip_unchanged_with_quotes_newlines_and_nulls(url: &str) {
 
 fn sqlite_rows_round_trip_with_their_types(url: &str) {
     let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
-    let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db");
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
     let spec =
         SourceSpec::Sqlite { table: "products".to_owned(), path: catalogue, source_table: "products".to_owned() };
     let report = ingest(&lake, &[spec], &options("run-a")).unwrap_or_else(|e| panic!("{e}"));
@@ -138,7 +138,7 @@ fn sqlite_rows_round_trip_with_their_types(url: &str) {
 }
 
 fn catalogue_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db")
+    medallion_tests::repo_root().join("seed/products_data.db")
 }
 
 /// Every row of the products table as text, read by SQLite itself.
@@ -324,7 +324,7 @@ fn a_killed_run_leaves_the_previous_partition_readable(url: &str) {
 }
 
 fn catalogue() -> String {
-    arg(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db"))
+    arg(&medallion_tests::repo_root().join("seed/products_data.db"))
 }
 
 fn run_host(args: &[String]) -> std::process::Output {
@@ -421,7 +421,7 @@ mod generated {
     use crate::util::{arg, host, shared_home, text};
 
     fn generate(out: &Path, seed: &str) {
-        let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seed/products_data.db");
+        let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
         let output = host(
             shared_home(),
             &["gen-data", "--scale", "0.002", "--seed", seed, "--out", &arg(out), "--products-db", &arg(&catalogue)],

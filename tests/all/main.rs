@@ -2,8 +2,10 @@
 
 mod cli;
 mod faults;
+mod gold;
 mod lake;
 mod pipeline;
 mod plugin;
+mod silver;
 mod tidy;
 mod util;

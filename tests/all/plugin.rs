@@ -24,7 +24,7 @@ fn a_plugin_describes_its_name_version_ports_and_config() {
     let info = plugin.info();
     assert_eq!((info.name.as_str(), info.version.as_str()), ("clean", "0.1.0"));
     assert_eq!(info.inputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["in"]);
-    assert_eq!(info.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["out", "rejected"]);
+    assert_eq!(info.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["out", "rejected", "nulled"]);
     assert!(info.config_schema.contains("\"columns\""), "{}", info.config_schema);
     assert!(info.stateless);
     assert_eq!(plugin.sha256().len(), 64);
@@ -55,12 +55,12 @@ fn clean_casts_types_and_sends_each_bad_row_to_rejected_with_its_reason() {
     assert_eq!(
         pretty(port(&outputs, "out")),
         [
-            "+----------+------------+--------------+----------------+",
-            "| order_id | order_date | total_amount | payment_method |",
-            "+----------+------------+--------------+----------------+",
-            "| 1        | 2024-02-29 | 10.5         | paypal         |",
-            "| 5        |            | 7.0          | cash           |",
-            "+----------+------------+--------------+----------------+",
+            "+----------+------------+--------------+----------------+------+",
+            "| order_id | order_date | total_amount | payment_method | _row |",
+            "+----------+------------+--------------+----------------+------+",
+            "| 1        | 2024-02-29 | 10.5         | paypal         | 0    |",
+            "| 5        |            | 7.0          | cash           | 4    |",
+            "+----------+------------+--------------+----------------+------+",
         ]
         .join("\n")
     );

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use medallion_host::plugin::{CONTRACT_VERSION, sha256_hex};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    medallion_tests::repo_root()
 }
 
 fn read(path: &Path) -> String {

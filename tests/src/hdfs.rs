@@ -3,7 +3,6 @@
 //! standard input, held by this process, closes).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ pub fn mini_hdfs() -> &'static MiniHdfs {
 }
 
 fn start() -> Result<MiniHdfs, String> {
-    let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("hdfs/pom.xml");
+    let pom = crate::repo_root().join("tests/hdfs/pom.xml");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut child = Command::new("mvn")
         .args(["-q", "-B", "-Dstyle.color=never", "-f"])

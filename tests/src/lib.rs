@@ -2,8 +2,9 @@
 //! folder holding them as a user's would.
 
 pub mod hdfs;
+pub mod postgres;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Paths of the plugins built by this crate's build script.
 pub mod artifacts {
@@ -28,4 +29,17 @@ pub fn copy_plugin(from: &str, to: &Path) {
 /// A temporary folder, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temporary folder: {e}"))
+}
+
+/// The repository's root, found at run time from the package cargo runs
+/// (`CARGO_MANIFEST_DIR` is set for tests and build scripts). A path baked in
+/// at compile time would point at whichever clone built the binary first, as
+/// cargo does not rebuild when a workspace moves.
+pub fn repo_root() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    start
+        .ancestors()
+        .find(|dir| dir.join("wit").is_dir() && dir.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(start)
 }

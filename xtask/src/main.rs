@@ -2,7 +2,9 @@
 //!
 //! `cargo xtask build-plugins [--out DIR]`: builds every plugin crate under
 //! `plugins/` for `wasm32-wasip2` and copies the components to DIR (default
-//! `dist/plugins`), the folder `host` looks in.
+//! `dist/plugins`), the folder `host` looks in. With `--examples`, the
+//! example plugins of `plugins/examples/` instead (default `dist/examples`):
+//! they are meant to be dropped into the plugins folder by hand.
 
 #[expect(unreachable_pub, reason = "the module is shared, by path, with tests/build.rs")]
 mod wasm_build;
@@ -25,16 +27,21 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask build-plugins [--out DIR]";
+const USAGE: &str = "usage: cargo xtask build-plugins [--examples] [--out DIR]\n  \
+  --examples  build the example plugins of plugins/examples (default out: dist/examples) instead";
 
 fn build_plugins(args: &[String]) -> Result<(), String> {
-    let out = match args {
+    let examples = args.iter().any(|a| a == "--examples");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--examples").collect();
+    let out = match rest.as_slice() {
+        [] if examples => PathBuf::from("dist/examples"),
         [] => PathBuf::from("dist/plugins"),
-        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        [flag, dir] if *flag == "--out" => PathBuf::from(dir),
         _ => return Err(USAGE.to_owned()),
     };
     let root = workspace_root();
-    let crates = wasm_build::plugin_crates(&root.join("plugins")).map_err(|e| format!("cannot list plugins/: {e}"))?;
+    let folder = if examples { root.join("plugins/examples") } else { root.join("plugins") };
+    let crates = wasm_build::plugin_crates(&folder).map_err(|e| format!("cannot list {}: {e}", folder.display()))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -52,5 +59,8 @@ fn build_plugins(args: &[String]) -> Result<(), String> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    // At run time: cargo sets CARGO_MANIFEST_DIR for `cargo run`, and a path
+    // baked in at compile time would name whichever clone built xtask first.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("xtask"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or_default()
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, TableReport, ingest};
+use medallion_host::gold::RunTable;
+use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, ingest};
 use medallion_host::sources::{OnBadRecord, sqlite_tables};
 
 use super::{Exit, Failure};
@@ -80,26 +81,50 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
         BadRecordArg::Quarantine => OnBadRecord::Quarantine,
     };
     let sources = discover(&args.sources, on_bad_record)?;
-    land_bronze(&args.lake, &sources, args.ingest_date, args.workers).map(|_| ())
+    let run = RunContext::open(&args.lake)?;
+    let _lock = run.lake.lock(&run.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    land_bronze(&run, &sources, args.ingest_date, args.workers).map(|_| ())
 }
 
-/// Lands `sources` in the lake's Bronze zone under the run lock, and prints
-/// the summary. Shared by `host ingest` and `host run`.
+/// One run: its id, its start, and the lake it holds the lock of.
+pub(crate) struct RunContext {
+    pub(crate) lake: Lake,
+    pub(crate) run_id: String,
+    pub(crate) started_micros: i64,
+}
+
+impl RunContext {
+    /// Opens the lake and names the run (the lock is the caller's).
+    pub(crate) fn open(lake_url: &str) -> Result<Self, Failure> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let run_id = format!(
+            "{}-{:05}",
+            medallion_host::lake::rfc3339(now).replace([':', '-'], ""),
+            std::process::id() % 100_000
+        );
+        let lake = Lake::open(lake_url).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+        Ok(RunContext { lake, run_id, started_micros: now })
+    }
+}
+
+/// Lands `sources` in the lake's Bronze zone (the caller holds the run lock),
+/// and prints the summary. Shared by `host ingest` and `host run`.
 pub(crate) fn land_bronze(
-    lake_url: &str,
+    run: &RunContext,
     sources: &[SourceSpec],
     ingest_date: Option<String>,
     workers: usize,
 ) -> Result<StageSummary, Failure> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-    let ingest_date = resolve_ingest_date(ingest_date, now)?;
-    let run_id =
-        format!("{}-{:05}", medallion_host::lake::rfc3339(now).replace([':', '-'], ""), std::process::id() % 100_000);
-    let lake = Lake::open(lake_url).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    let options = IngestOptions { ingest_date, run_id, ingested_at_micros: now, rows_per_file: 4 << 20, workers };
+    let ingest_date = resolve_ingest_date(ingest_date, run.started_micros)?;
+    let options = IngestOptions {
+        ingest_date,
+        run_id: run.run_id.clone(),
+        ingested_at_micros: run.started_micros,
+        rows_per_file: 4 << 20,
+        workers,
+    };
     let started = Instant::now();
-    let _lock = lake.lock(&options.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    let report = ingest(&lake, sources, &options).map_err(|e| match e {
+    let report = ingest(&run.lake, sources, &options).map_err(|e| match e {
         IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
         IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
     })?;
@@ -115,14 +140,26 @@ pub(crate) fn land_bronze(
         options.ingest_date,
         options.run_id,
         bytes as f64 / 1e6 / seconds.max(1e-9),
-        lake.url()
+        run.lake.url()
     );
     Ok(StageSummary {
         stage: "bronze",
         run_id: options.run_id,
         partition: format!("ingest_date={}", options.ingest_date),
         seconds,
-        tables: report.tables,
+        tables: serde_json::to_value(&report.tables).unwrap_or_default(),
+        run_tables: report
+            .tables
+            .iter()
+            .map(|t| RunTable {
+                stage: "bronze".to_owned(),
+                table: t.table.clone(),
+                rows: t.rows,
+                quarantined: t.quarantined,
+                reasons: serde_json::json!({}),
+                plugin: serde_json::Value::Null,
+            })
+            .collect(),
     })
 }
 
@@ -133,7 +170,9 @@ pub(crate) struct StageSummary {
     pub(crate) run_id: String,
     pub(crate) partition: String,
     pub(crate) seconds: f64,
-    pub(crate) tables: Vec<TableReport>,
+    pub(crate) tables: serde_json::Value,
+    /// The same, as the run log keeps it.
+    pub(crate) run_tables: Vec<RunTable>,
 }
 
 impl StageSummary {

@@ -36,10 +36,15 @@ enum Command {
     ///
     /// Example: host validate pipeline.yaml --set sources.dir=/data/2026-11-24
     Validate(run::PipelineArgs),
-    /// Run the pipeline in a pipeline file (today: the Bronze stage).
+    /// Run the pipeline in a pipeline file: sources → Bronze → Silver → Gold.
     ///
     /// Example: host run pipeline.yaml --ingest-date 2026-11-24
+    /// Example: host run pipeline.yaml --from gold     (recompute Gold from the current Silver)
     Run(run::Run),
+    /// Show the run log kept in the Gold store.
+    ///
+    /// Example: host runs pipeline.yaml --limit 5
+    Runs(run::Runs),
     /// Land a folder of sources in the lake's Bronze zone, for one ingest date.
     ///
     /// Example: host ingest --sources data/sources --lake data/lake --ingest-date 2026-11-24
@@ -70,6 +75,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ingest(args) => data::ingest_command(args),
         Command::Validate(args) => run::validate(args),
         Command::Run(args) => run::run(args),
+        Command::Runs(args) => run::runs(args),
     };
     match result {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

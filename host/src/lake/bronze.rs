@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow_array::builder::{StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::store::LakeFile;
+use super::parts::PartWriter;
 use super::{Lake, LakeError, Manifest, TableFiles};
 use crate::sources::{BadRecord, CsvSource, OnBadRecord, Source, SourceError, SqliteSource};
 
@@ -176,7 +175,7 @@ fn land(
     let lineage = Lineage::new(&source_name, &options.run_id, options.ingested_at_micros);
     let schema = lineage.extend(&source.schema());
     let folder = format!("bronze/{table}/{partition}/run={}", options.run_id);
-    let mut writer = PartWriter::new(lake, folder, schema, options.rows_per_file);
+    let mut writer = PartWriter::new(lake, folder, schema, options.rows_per_file, bronze_properties());
     // Parsing and Parquet encoding run side by side: a reader thread hands
     // batches over a short queue (which bounds memory) to this thread.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
@@ -215,13 +214,16 @@ fn land(
     } else {
         let folder = format!("quarantine/bronze/{table}/{partition}/run={}", options.run_id);
         let batch = bad_records_batch(&bad, &lineage)?;
-        let mut writer = PartWriter::new(lake, folder, batch.schema(), usize::MAX);
+        let mut writer = PartWriter::new(lake, folder, batch.schema(), usize::MAX, bronze_properties());
         writer.write(&batch)?;
         writer.finish()?.0
     };
     tracing::info!(table, rows, quarantined, "landed in bronze");
     let report = TableReport { table: table.to_owned(), rows, quarantined, bytes: bytes_read };
-    Ok((TableFiles { source: source_name, files, rows, quarantine_files, quarantined }, report))
+    Ok((
+        TableFiles { source: source_name, files, rows, quarantine_files, quarantined, reasons: BTreeMap::new() },
+        report,
+    ))
 }
 
 /// Progress of one table, logged every few seconds: rows, share of the file,
@@ -335,83 +337,19 @@ fn bad_records_batch(bad: &[BadRecord], lineage: &Lineage) -> Result<RecordBatch
     lineage.append(&batch)
 }
 
-/// Writes Parquet files of at most `rows_per_file` rows into a folder.
-struct PartWriter<'a> {
-    lake: &'a Lake,
-    folder: String,
-    schema: SchemaRef,
-    rows_per_file: usize,
-    current: Option<(String, ArrowWriter<LakeFile<'a>>)>,
-    rows_in_current: usize,
-    files: Vec<String>,
-    rows: u64,
-}
-
-impl<'a> PartWriter<'a> {
-    fn new(lake: &'a Lake, folder: String, schema: SchemaRef, rows_per_file: usize) -> Self {
-        PartWriter {
-            lake,
-            folder,
-            schema,
-            rows_per_file,
-            current: None,
-            rows_in_current: 0,
-            files: Vec::new(),
-            rows: 0,
-        }
+/// Raw source columns are mostly high-cardinality text (ids, names, amounts):
+/// building a dictionary for them costs a quarter of the ingest's CPU and is
+/// then thrown away. Dictionaries only for the constant lineage columns,
+/// where they are free.
+fn bronze_properties() -> WriterProperties {
+    let mut properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_dictionary_enabled(false);
+    for field in Lineage::fields() {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
     }
-
-    fn parquet_error(&self, e: impl std::fmt::Display) -> LakeError {
-        LakeError::Parquet { url: self.lake.url().to_owned(), path: self.folder.clone(), message: e.to_string() }
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
-        if self.current.is_none() {
-            // Raw source columns are mostly high-cardinality text (ids, names,
-            // amounts): building a dictionary for them costs a quarter of the
-            // ingest's CPU and is then thrown away. Dictionaries only for the
-            // constant lineage columns, where they are free.
-            let mut properties = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(1 << 20))
-                .set_dictionary_enabled(false);
-            for field in Lineage::fields() {
-                properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
-            }
-            let properties = properties.build();
-            let path = format!("{}/part-{:05}.parquet", self.folder, self.files.len());
-            let file = self.lake.create(&path)?;
-            let writer =
-                ArrowWriter::try_new(file, self.schema.clone(), Some(properties)).map_err(|e| self.parquet_error(e))?;
-            self.current = Some((path, writer));
-        }
-        if let Some((_, writer)) = self.current.as_mut() {
-            writer.write(batch).map_err(|e| LakeError::Parquet {
-                url: self.lake.url().to_owned(),
-                path: self.folder.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        self.rows_in_current += batch.num_rows();
-        self.rows += batch.num_rows() as u64;
-        if self.rows_in_current >= self.rows_per_file {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), LakeError> {
-        let Some((path, writer)) = self.current.take() else { return Ok(()) };
-        writer.into_inner().map_err(|e| self.parquet_error(e))?.finish()?;
-        self.files.push(path);
-        self.rows_in_current = 0;
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<(Vec<String>, u64), LakeError> {
-        self.flush()?;
-        Ok((self.files, self.rows))
-    }
+    properties.build()
 }
 
 /// `micros` since the epoch as an RFC 3339 UTC timestamp (`2026-11-24T01:02:03Z`).

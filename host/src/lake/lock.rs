@@ -56,6 +56,11 @@ impl Lake {
         Err(LakeError::Locked { url: self.url().to_owned(), holder: Box::new(self.read_lock()?.unwrap_or(me)) })
     }
 
+    /// The run holding the lake now, if any (a stale lock holds nothing).
+    pub fn lock_holder(&self) -> Result<Option<Holder>, LakeError> {
+        Ok(self.read_lock()?.filter(|holder| !holder.is_stale()))
+    }
+
     /// Creates the lock file; returns the current holder if it exists.
     fn create_lock(&self, me: &Holder) -> Result<Option<Holder>, LakeError> {
         let json = serde_json::to_vec(me).unwrap_or_default();

@@ -30,6 +30,9 @@ pub struct TableFiles {
     pub quarantine_files: Vec<String>,
     /// Rows in the quarantine files.
     pub quarantined: u64,
+    /// Quarantined rows per reason (Silver).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -46,6 +49,18 @@ impl Manifest {
             path: location,
             message: e.to_string(),
         })
+    }
+
+    /// The committed partitions of `zone`, sorted (for dates: oldest first).
+    pub fn partitions(lake: &Lake, zone: &str) -> Result<Vec<String>, LakeError> {
+        let prefix = format!("{zone}/_commits/");
+        let mut names: Vec<String> = lake
+            .list(&format!("{zone}/_commits"))?
+            .into_iter()
+            .filter_map(|f| f.strip_prefix(&prefix).and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Publishes this manifest: the one atomic step of a commit. Then deletes

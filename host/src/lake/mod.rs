@@ -16,9 +16,11 @@
 mod bronze;
 mod lock;
 mod manifest;
+mod parts;
 mod store;
 
 pub use bronze::{BronzeReport, IngestError, IngestOptions, SourceSpec, TableReport, ingest, rfc3339};
 pub use lock::{Holder, RunLock};
 pub use manifest::{Manifest, TableFiles};
+pub use parts::{ParquetTable, PartWriter, RowGroup, table_properties};
 pub use store::{Lake, LakeError};

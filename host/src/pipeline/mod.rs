@@ -9,6 +9,7 @@
 //! Not for: running anything.
 
 mod interpolate;
+mod stages;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use interpolate::{Unset, interpolate};
+pub use stages::{GoldSpec, GoldTableSpec, ParentSpec, PluginStep, SilverSpec, SilverTableSpec};
 
 use crate::lake::SourceSpec;
 use crate::plugin::Limits;
@@ -32,6 +34,51 @@ pub struct Spec {
     pub plugins: PluginsSpec,
     /// The sources landed in Bronze.
     pub sources: SourcesSpec,
+    /// The Silver tables built from Bronze.
+    #[serde(default)]
+    pub silver: SilverSpec,
+    /// The Gold datamart.
+    #[serde(default)]
+    pub gold: GoldSpec,
+    /// `host serve`.
+    #[serde(default)]
+    pub server: ServerSpec,
+}
+
+/// `server:`, for `host serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The secret that signs tokens (32 bytes or more; from the environment).
+    pub jwt_secret: Option<String>,
+    /// Token lifetime, minutes.
+    #[serde(default = "default_token_minutes")]
+    pub token_minutes: u64,
+    /// Users: name → argon2 hash of the password (`host hash-password`).
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            listen: default_listen(),
+            jwt_secret: None,
+            token_minutes: default_token_minutes(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+fn default_token_minutes() -> u64 {
+    60
 }
 
 /// The `plugins:` section.
@@ -153,6 +200,14 @@ pub struct Plan {
     pub limits: Limits,
     /// The Bronze sources.
     pub sources: Vec<SourceSpec>,
+    /// The Silver tables.
+    pub silver: SilverSpec,
+    /// The Gold tables.
+    pub gold: GoldSpec,
+    /// Where Gold is stored, resolved (`sqlite:/abs/path` or a PostgreSQL URL).
+    pub gold_store: Option<String>,
+    /// `host serve` settings.
+    pub server: ServerSpec,
 }
 
 /// Reads `file`, replaces environment variables, applies `--set key=value`
@@ -296,6 +351,37 @@ impl Spec {
         } else {
             resolve(Path::new(&self.lake)).display().to_string()
         };
-        Ok(Plan { lake, plugins_dir: resolve(&self.plugins.dir), limits, sources })
+        self.silver.order().map_err(invalid)?;
+        for (name, table) in &self.gold.tables {
+            let reads = self.gold.reads(table, self.silver.tables.keys());
+            if reads.is_empty() {
+                return Err(invalid(format!(
+                    "gold.tables.{name}.sql names no Silver table; the Silver tables are {}",
+                    self.silver.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let gold_store = match &self.gold.store {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url.clone()),
+            Some(url) => match url.strip_prefix("sqlite:") {
+                Some(path) => Some(format!("sqlite:{}", resolve(Path::new(path)).display())),
+                None => {
+                    return Err(invalid(format!(
+                        "gold.store `{url}`: give sqlite:PATH or postgres://user@host:port/database"
+                    )));
+                }
+            },
+        };
+        Ok(Plan {
+            lake,
+            plugins_dir: resolve(&self.plugins.dir),
+            limits,
+            sources,
+            silver: self.silver.clone(),
+            gold: self.gold.clone(),
+            gold_store,
+            server: self.server.clone(),
+        })
     }
 }

@@ -12,12 +12,22 @@
 //!   (default `out_of_range`).
 //!
 //! Dates are ISO `YYYY-MM-DD` and must exist on the calendar (`2023-02-30`
-//! does not parse).
+//! does not parse). Columns that arrive already typed (a SQLite source's
+//! integers and reals) are checked as they are.
+//!
+//! A `_row` column in the input (the row's position, added by the host) is
+//! carried to both ports as the last column; without one, `_row` counts the
+//! rows this instance has seen.
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder, UInt64Builder};
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, StringViewArray};
+use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, StringViewArray,
+    UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use medallion_sdk::{Emitter, Error, Info, Plugin, Port, export_plugin, parse_config};
 use serde::Deserialize;
@@ -101,31 +111,56 @@ impl Clean {
         let mut fields: Vec<Field> =
             config.columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), !c.required)).collect();
         fields.extend(config.keep.iter().map(|name| Field::new(name, DataType::Utf8, true)));
+        fields.push(Field::new(ROW, DataType::UInt64, false));
         let out_schema = Arc::new(Schema::new(fields));
         Ok(Clean { config, out_schema, rows_seen: 0 })
     }
 
-    /// Splits one batch into (clean, rejected).
-    pub fn apply(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, RecordBatch), Error> {
+    /// Splits one batch into clean and rejected rows, and lists the values
+    /// that became null.
+    pub fn apply(&mut self, batch: &RecordBatch) -> Result<Applied, Error> {
         let rows = batch.num_rows();
         let mut reasons: Vec<Option<&str>> = vec![None; rows];
         let mut typed = Vec::with_capacity(self.out_schema.fields().len());
+        let mut nulled = Nulled::default();
         for rule in &self.config.columns {
-            let input = string_column(batch, &rule.name)?;
-            typed.push(rule.cast_and_check(&input, &mut reasons));
+            let input = Input::of(batch, &rule.name)?;
+            let mut rows = Vec::new();
+            typed.push(rule.cast_and_check(&input, &mut reasons, &mut rows)?);
+            if let Input::Text(text) = &input {
+                for row in rows {
+                    nulled.add(row, &rule.name, text.value(row), rule.kind.unparseable_reason());
+                }
+            }
         }
         for name in &self.config.keep {
             typed.push(Arc::new(string_column(batch, name)?) as ArrayRef);
         }
+        let positions = self.positions(batch)?;
+        typed.push(positions.clone());
         let keep = BooleanArray::from_iter(reasons.iter().map(|r| Some(r.is_none())));
         // Filter column by column: before filtering, required columns still
         // hold the nulls of the rows being rejected.
         let kept =
             typed.iter().map(|column| arrow_select::filter::filter(column, &keep)).collect::<Result<Vec<_>, _>>()?;
         let clean = RecordBatch::try_new(self.out_schema.clone(), kept)?;
-        let rejected = self.rejected(batch, &keep, &reasons)?;
+        let rejected = self.rejected(batch, &keep, &reasons, &positions)?;
+        let nulled = nulled.finish(&positions, &reasons)?;
         self.rows_seen += rows as u64;
-        Ok((clean, rejected))
+        Ok(Applied { clean, rejected, nulled })
+    }
+
+    /// The input's `_row` column, or positions counted by this instance.
+    fn positions(&self, batch: &RecordBatch) -> Result<ArrayRef, Error> {
+        match batch.column_by_name(ROW) {
+            Some(column) if column.data_type() == &DataType::UInt64 && column.null_count() == 0 => Ok(column.clone()),
+            Some(column) => {
+                Err(Error::bad_input(format!("`{ROW}` is {}, expected non-null UInt64 positions", column.data_type())))
+            }
+            None => {
+                Ok(Arc::new(UInt64Array::from_iter_values(self.rows_seen..self.rows_seen + batch.num_rows() as u64)))
+            }
+        }
     }
 
     fn rejected(
@@ -133,23 +168,102 @@ impl Clean {
         batch: &RecordBatch,
         keep: &BooleanArray,
         reasons: &[Option<&str>],
+        positions: &ArrayRef,
     ) -> Result<RecordBatch, Error> {
-        let drop = arrow_select::filter::filter_record_batch(batch, &arrow_arith_not(keep))?;
+        let drop_mask = arrow_arith_not(keep);
+        let drop = arrow_select::filter::filter_record_batch(batch, &drop_mask)?;
         let mut reason = StringBuilder::new();
-        let mut position = UInt64Builder::new();
-        for (i, r) in reasons.iter().enumerate() {
-            if let Some(r) = r {
-                reason.append_value(r);
-                position.append_value(self.rows_seen + i as u64);
+        for r in reasons.iter().flatten() {
+            reason.append_value(r);
+        }
+        let mut fields = Vec::with_capacity(drop.num_columns() + 2);
+        let mut columns = Vec::with_capacity(drop.num_columns() + 2);
+        for (field, column) in drop.schema().fields().iter().zip(drop.columns()) {
+            if field.name() != ROW {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
             }
         }
-        let mut fields: Vec<Field> = drop.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("_reason", DataType::Utf8, false));
-        fields.push(Field::new("_row", DataType::UInt64, false));
-        let mut columns = drop.columns().to_vec();
+        fields.push(Field::new(ROW, DataType::UInt64, false));
         columns.push(Arc::new(reason.finish()));
-        columns.push(Arc::new(position.finish()));
+        columns.push(arrow_select::filter::filter(positions, &drop_mask)?);
         Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    }
+}
+
+/// What one batch gave.
+pub struct Applied {
+    /// Typed, valid rows (`out`).
+    pub clean: RecordBatch,
+    /// Rejected rows with their original values (`rejected`).
+    pub rejected: RecordBatch,
+    /// Values that did not parse and became null (`nulled`).
+    pub nulled: RecordBatch,
+}
+
+/// Values that did not parse and became null in `out`: kept so that nothing
+/// is lost, one row per value (rows rejected whole keep their values there).
+#[derive(Default)]
+struct Nulled {
+    entries: Vec<(usize, String, String, &'static str)>,
+}
+
+impl Nulled {
+    fn add(&mut self, row: usize, column: &str, value: &str, reason: &'static str) {
+        self.entries.push((row, column.to_owned(), value.to_owned(), reason));
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(ROW, DataType::UInt64, false),
+            Field::new("column", DataType::Utf8, false),
+            Field::new("value", DataType::Utf8, false),
+            Field::new("_reason", DataType::Utf8, false),
+        ]))
+    }
+
+    /// The entries of rows that went to `out`.
+    fn finish(self, positions: &ArrayRef, reasons: &[Option<&str>]) -> Result<RecordBatch, Error> {
+        let kept: Vec<&(usize, String, String, &str)> =
+            self.entries.iter().filter(|(row, ..)| reasons[*row].is_none()).collect();
+        let indices = arrow_array::UInt32Array::from_iter_values(kept.iter().map(|(row, ..)| *row as u32));
+        let rows = arrow_select::take::take(positions, &indices, None)?;
+        let column: StringArray = kept.iter().map(|(_, c, ..)| Some(c.as_str())).collect();
+        let value: StringArray = kept.iter().map(|(_, _, v, _)| Some(v.as_str())).collect();
+        let reason: StringArray = kept.iter().map(|(.., r)| Some(*r)).collect();
+        Ok(RecordBatch::try_new(Self::schema(), vec![rows, Arc::new(column), Arc::new(value), Arc::new(reason)])?)
+    }
+}
+
+/// The position column the host adds and both ports carry.
+const ROW: &str = "_row";
+
+/// A column to cast: text as Bronze keeps CSV values, or already typed.
+enum Input {
+    Text(StringArray),
+    Int(Int64Array),
+    Float(Float64Array),
+}
+
+impl Input {
+    fn of(batch: &RecordBatch, name: &str) -> Result<Self, Error> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            Error::bad_input(format!("input has no column `{name}`; it has {:?}", column_names(batch)))
+        })?;
+        Ok(match column.data_type() {
+            DataType::Int64 => Input::Int(column.as_primitive::<Int64Type>().clone()),
+            DataType::Float64 => Input::Float(column.as_primitive::<Float64Type>().clone()),
+            _ => Input::Text(string_column(batch, name)?),
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Input::Text(a) => a.len(),
+            Input::Int(a) => a.len(),
+            Input::Float(a) => a.len(),
+        }
     }
 }
 
@@ -196,46 +310,76 @@ impl Kind {
 }
 
 impl ColumnRule {
-    fn cast_and_check<'a>(&'a self, input: &StringArray, reasons: &mut [Option<&'a str>]) -> ArrayRef {
-        match self.kind {
-            Kind::Int => {
+    fn cast_and_check<'a>(
+        &'a self,
+        input: &Input,
+        reasons: &mut [Option<&'a str>],
+        nulled: &mut Vec<usize>,
+    ) -> Result<ArrayRef, Error> {
+        let typed_mismatch = |have: &str| {
+            Err(Error::bad_input(format!("column `{}` is {have}; it cannot be cast to {:?}", self.name, self.kind)))
+        };
+        Ok(match (self.kind, input) {
+            (Kind::Int, Input::Text(text)) => {
                 let mut out = Int64Builder::with_capacity(input.len());
-                for (i, value) in input.iter().enumerate() {
-                    let parsed = self.parse(value, i, reasons, |s| s.parse::<i64>().ok());
+                for (i, value) in text.iter().enumerate() {
+                    let parsed = self.parse(value, i, reasons, nulled, |s| s.parse::<i64>().ok());
                     self.check(parsed.map(|v| v as f64), i, reasons);
                     out.append_option(parsed);
                 }
                 Arc::new(out.finish())
             }
-            Kind::Double => {
+            (Kind::Int, Input::Int(ints)) => {
+                for (i, value) in ints.iter().enumerate() {
+                    self.check(value.map(|v| v as f64), i, reasons);
+                }
+                Arc::new(ints.clone())
+            }
+            (Kind::Double, Input::Text(text)) => {
                 let mut out = Float64Builder::with_capacity(input.len());
-                for (i, value) in input.iter().enumerate() {
-                    let parsed = self.parse(value, i, reasons, |s| s.parse::<f64>().ok().filter(|v| v.is_finite()));
+                for (i, value) in text.iter().enumerate() {
+                    let parsed =
+                        self.parse(value, i, reasons, nulled, |s| s.parse::<f64>().ok().filter(|v| v.is_finite()));
                     self.check(parsed, i, reasons);
                     out.append_option(parsed);
                 }
                 Arc::new(out.finish())
             }
-            Kind::Date => {
-                let days: Vec<Option<i32>> = input
+            (Kind::Double, Input::Float(floats)) => {
+                for (i, value) in floats.iter().enumerate() {
+                    self.check(value, i, reasons);
+                }
+                Arc::new(floats.clone())
+            }
+            (Kind::Double, Input::Int(ints)) => {
+                let floats: Float64Array = ints.iter().map(|v| v.map(|v| v as f64)).collect();
+                for (i, value) in floats.iter().enumerate() {
+                    self.check(value, i, reasons);
+                }
+                Arc::new(floats)
+            }
+            (Kind::Date, Input::Text(text)) => {
+                let days: Vec<Option<i32>> = text
                     .iter()
                     .enumerate()
                     .map(|(i, value)| {
-                        let parsed = self.parse(value, i, reasons, parse_iso_date);
+                        let parsed = self.parse(value, i, reasons, nulled, parse_iso_date);
                         self.check(parsed.map(f64::from), i, reasons);
                         parsed
                     })
                     .collect();
                 Arc::new(Date32Array::from(days))
             }
-            Kind::String => {
+            (Kind::String, Input::Text(text)) => {
                 // Text has no bounds: NaN stands for "present".
-                for (i, value) in input.iter().enumerate() {
+                for (i, value) in text.iter().enumerate() {
                     self.check(value.map(|_| f64::NAN), i, reasons);
                 }
-                Arc::new(input.clone())
+                Arc::new(text.clone())
             }
-        }
+            (_, Input::Int(_)) => return typed_mismatch("Int64"),
+            (_, Input::Float(_)) => return typed_mismatch("Float64"),
+        })
     }
 
     /// Parses a non-empty value; records a reject when it does not parse and
@@ -245,10 +389,14 @@ impl ColumnRule {
         value: Option<&str>,
         row: usize,
         reasons: &mut [Option<&'a str>],
+        nulled: &mut Vec<usize>,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Option<T> {
         let text = value.map(str::trim).filter(|s| !s.is_empty())?;
         let parsed = parse(text);
+        if parsed.is_none() && self.on_unparseable == OnUnparseable::Null {
+            nulled.push(row);
+        }
         if parsed.is_none() && self.on_unparseable == OnUnparseable::Reject && reasons[row].is_none() {
             reasons[row] = Some(self.reason.as_deref().unwrap_or(self.kind.unparseable_reason()));
         }
@@ -321,8 +469,9 @@ impl Plugin for Clean {
             "Casts string columns to int, double or date and validates each row; rejects go to `rejected` with a reason.",
         )
         .input(Port::any("in", "string columns as Bronze holds them"))
-        .output(Port::any("out", "the typed columns in config order, then the `keep` columns"))
+        .output(Port::any("out", "the typed columns in config order, then the `keep` columns, then `_row`"))
         .output(Port::any("rejected", "the rejected rows' original values, with `_reason` and `_row`"))
+        .output(Port::with_schema("nulled", "values that did not parse and became null: `_row`, column, value, `_reason`", Nulled::schema()))
         .config_schema(CONFIG_SCHEMA)
         .stateless()
     }
@@ -335,13 +484,21 @@ impl Plugin for Clean {
         vec![
             Port::with_schema("out", "typed, valid rows", self.out_schema.clone()),
             Port::any("rejected", "the rejected rows' original values, with `_reason` and `_row`"),
+            Port::with_schema(
+                "nulled",
+                "values that did not parse and became null: `_row`, column, value, `_reason`",
+                Nulled::schema(),
+            ),
         ]
     }
 
     fn push(&mut self, _port: &str, batch: RecordBatch, out: &mut Emitter) -> Result<(), Error> {
-        let (clean, rejected) = self.apply(&batch)?;
-        out.emit("out", clean);
-        out.emit("rejected", rejected);
+        let applied = self.apply(&batch)?;
+        out.emit("out", applied.clean);
+        out.emit("rejected", applied.rejected);
+        if applied.nulled.num_rows() > 0 {
+            out.emit("nulled", applied.nulled);
+        }
         Ok(())
     }
 }

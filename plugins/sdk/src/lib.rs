@@ -30,6 +30,7 @@
 
 mod adapter;
 mod ipc;
+pub mod table;
 
 pub use adapter::Adapter;
 pub use arrow_array::{self, RecordBatch};
@@ -217,6 +218,11 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// The batches emitted so far on `port` (for native tests of a plugin).
+    pub fn batches(&self, port: &str) -> &[RecordBatch] {
+        self.ports.iter().find(|(name, _)| name == port).map(|(_, b)| b.as_slice()).unwrap_or_default()
+    }
+
     /// Emits `batch` on output port `port`. Empty batches are dropped.
     pub fn emit(&mut self, port: &str, batch: RecordBatch) {
         if batch.num_rows() == 0 {

@@ -1,0 +1,192 @@
+//! Parquet in the lake: tables written as numbered part files, and read back
+//! row group by row group so that a stage streams instead of loading tables.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::store::LakeFile;
+use super::{Lake, LakeError};
+
+/// Writes Parquet files of at most `rows_per_file` rows into a folder.
+pub struct PartWriter<'a> {
+    lake: &'a Lake,
+    folder: String,
+    prefix: &'static str,
+    schema: SchemaRef,
+    properties: WriterProperties,
+    rows_per_file: usize,
+    current: Option<(String, ArrowWriter<LakeFile<'a>>)>,
+    rows_in_current: usize,
+    files: Vec<String>,
+    rows: u64,
+}
+
+impl<'a> PartWriter<'a> {
+    /// A writer of `folder/part-NNNNN.parquet` files.
+    pub fn new(
+        lake: &'a Lake,
+        folder: String,
+        schema: SchemaRef,
+        rows_per_file: usize,
+        properties: WriterProperties,
+    ) -> Self {
+        PartWriter {
+            lake,
+            folder,
+            prefix: "part",
+            schema,
+            properties,
+            rows_per_file,
+            current: None,
+            rows_in_current: 0,
+            files: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Names the files `<prefix>-NNNNN.parquet` instead of `part-...`.
+    pub fn with_prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    fn parquet_error(&self, e: impl std::fmt::Display) -> LakeError {
+        LakeError::Parquet { url: self.lake.url().to_owned(), path: self.folder.clone(), message: e.to_string() }
+    }
+
+    /// Appends a batch (of the writer's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        if self.current.is_none() {
+            let path = format!("{}/{}-{:05}.parquet", self.folder, self.prefix, self.files.len());
+            let file = self.lake.create(&path)?;
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
+                .map_err(|e| self.parquet_error(e))?;
+            self.current = Some((path, writer));
+        }
+        if let Some((_, writer)) = self.current.as_mut() {
+            writer.write(batch).map_err(|e| LakeError::Parquet {
+                url: self.lake.url().to_owned(),
+                path: self.folder.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        self.rows_in_current += batch.num_rows();
+        self.rows += batch.num_rows() as u64;
+        if self.rows_in_current >= self.rows_per_file {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LakeError> {
+        let Some((path, writer)) = self.current.take() else { return Ok(()) };
+        writer.into_inner().map_err(|e| self.parquet_error(e))?.finish()?;
+        self.files.push(path);
+        self.rows_in_current = 0;
+        Ok(())
+    }
+
+    /// Closes the last file; returns the files written and the rows.
+    pub fn finish(mut self) -> Result<(Vec<String>, u64), LakeError> {
+        self.flush()?;
+        Ok((self.files, self.rows))
+    }
+}
+
+/// Typed tables (Silver, quarantine): snappy, dictionaries where they pay.
+pub fn table_properties() -> WriterProperties {
+    WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(1 << 20)).build()
+}
+
+/// One row group of one file: the unit a stage reads at a time.
+#[derive(Debug, Clone)]
+pub struct RowGroup {
+    /// The file, lake-relative.
+    pub file: String,
+    /// Its index in the file.
+    pub index: usize,
+    /// Its rows.
+    pub rows: u64,
+    /// Rows in all the row groups before it (in file order): the position of
+    /// its first row in the table.
+    pub offset: u64,
+}
+
+/// A table's Parquet files, opened once and read by row group.
+pub struct ParquetTable {
+    files: Vec<(String, Bytes)>,
+    groups: Vec<RowGroup>,
+    schema: SchemaRef,
+}
+
+impl ParquetTable {
+    /// Opens `files` (in order) and lists their row groups.
+    pub fn open(lake: &Lake, files: &[String], empty_schema: SchemaRef) -> Result<Self, LakeError> {
+        let mut opened = Vec::with_capacity(files.len());
+        let mut groups = Vec::new();
+        let mut offset = 0;
+        let mut schema = None;
+        for file in files {
+            let error = |e: &dyn std::fmt::Display| LakeError::Parquet {
+                url: lake.url().to_owned(),
+                path: file.clone(),
+                message: e.to_string(),
+            };
+            let bytes = lake.get(file)?.ok_or_else(|| error(&"the file is missing"))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| error(&e))?;
+            schema.get_or_insert_with(|| builder.schema().clone());
+            for (index, group) in builder.metadata().row_groups().iter().enumerate() {
+                let rows = group.num_rows() as u64;
+                groups.push(RowGroup { file: file.clone(), index, rows, offset });
+                offset += rows;
+            }
+            opened.push((file.clone(), bytes));
+        }
+        Ok(ParquetTable { files: opened, groups, schema: schema.unwrap_or(empty_schema) })
+    }
+
+    /// The row groups, in table order.
+    pub fn row_groups(&self) -> &[RowGroup] {
+        &self.groups
+    }
+
+    /// The files' Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows in all files.
+    pub fn rows(&self) -> u64 {
+        self.groups.iter().map(|g| g.rows).sum()
+    }
+
+    /// Reads one row group in batches of at most `batch_rows`.
+    pub fn read(
+        &self,
+        lake: &Lake,
+        group: &RowGroup,
+        batch_rows: usize,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, LakeError>> + use<>, LakeError> {
+        let error = |e: &dyn std::fmt::Display| LakeError::Parquet {
+            url: lake.url().to_owned(),
+            path: group.file.clone(),
+            message: e.to_string(),
+        };
+        let bytes = self.files.iter().find(|(f, _)| *f == group.file).map(|(_, b)| b.clone()).unwrap_or_default();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| error(&e))?
+            .with_row_groups(vec![group.index])
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| error(&e))?;
+        let (url, path) = (lake.url().to_owned(), group.file.clone());
+        Ok(reader.map(move |batch| {
+            batch.map_err(|e| LakeError::Parquet { url: url.clone(), path: path.clone(), message: e.to_string() })
+        }))
+    }
+}

@@ -1,0 +1,201 @@
+//! The effect of reviews per product, over all products at once.
+//!
+//! - `review_score`, the Bayesian weighted rating `(v·R + m·C) / (v + m)`:
+//!   `v` = `nb_reviews`, `R` = `avg_rating`, `m` = `prior_weight` (config),
+//!   `C` = the mean rating over every review of every product;
+//! - `negative_share = negative / nb_reviews` (0 without reviews), where
+//!   `negative` is the `negative_column` (reviews rated 2 or less, counted by
+//!   the step's SQL);
+//! - `impact_class`, the first that applies: `no_reviews`; `at_risk`
+//!   (negative share ≥ `risk_share` with at least `min_reviews` reviews);
+//!   `driver` (review score ≥ `driver_score`); else `neutral`.
+//!
+//! The result does not depend on how products arrive in batches.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field};
+use medallion_sdk::table::{Buffered, append, per_batch};
+use medallion_sdk::{Emitter, Error, Info, Plugin, Port, export_plugin, parse_config};
+use serde::Deserialize;
+
+/// The config, under the step in `pipeline.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `m`: how many reviews' worth of the mean a product starts with.
+    pub prior_weight: f64,
+    /// The input column counting negative reviews.
+    pub negative_column: String,
+    /// Negative share from which a reviewed product is at risk.
+    pub risk_share: f64,
+    /// Reviews needed before a product can be at risk.
+    pub min_reviews: f64,
+    /// Review score from which a product drives sales.
+    pub driver_score: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            prior_weight: 10.0,
+            negative_column: "nb_negative".into(),
+            risk_share: 0.3,
+            min_reviews: 5.0,
+            driver_score: 4.0,
+        }
+    }
+}
+
+/// The plugin.
+pub struct ReviewImpact {
+    config: Config,
+    rows: Buffered,
+}
+
+impl Plugin for ReviewImpact {
+    fn info() -> Info {
+        Info::new("review-impact", env!("CARGO_PKG_VERSION"), "Bayesian review score, negative-review share and impact class per product")
+            .input(Port::any("in", "one row per product: avg_rating, nb_reviews and the negative-review count"))
+            .output(Port::any("out", "the input columns, then review_score, negative_share, impact_class"))
+            .config_schema(r#"{"type":"object","additionalProperties":false,"properties":{"prior_weight":{"type":"number","default":10},"negative_column":{"type":"string","default":"nb_negative"},"risk_share":{"type":"number","default":0.3},"min_reviews":{"type":"number","default":5},"driver_score":{"type":"number","default":4.0}}}"#)
+    }
+
+    fn new(config: &str) -> Result<Self, Error> {
+        let config: Config = parse_config(config)?;
+        if config.prior_weight < 0.0 {
+            return Err(Error::bad_config("prior_weight must be ≥ 0"));
+        }
+        Ok(ReviewImpact { config, rows: Buffered::default() })
+    }
+
+    fn push(&mut self, _port: &str, batch: RecordBatch, _out: &mut Emitter) -> Result<(), Error> {
+        self.rows.push(batch);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> Result<(), Error> {
+        let c = &self.config;
+        let rating = self.rows.f64s("avg_rating")?;
+        let count = self.rows.f64s("nb_reviews")?;
+        let negative = self.rows.f64s(&c.negative_column)?;
+        let (mut stars, mut reviews) = (0.0, 0.0);
+        for (r, v) in rating.iter().zip(&count) {
+            let v = v.unwrap_or(0.0);
+            stars += r.unwrap_or(0.0) * v;
+            reviews += v;
+        }
+        let mean = if reviews > 0.0 { stars / reviews } else { 0.0 };
+        let mut score = Vec::with_capacity(rating.len());
+        let mut share = Vec::with_capacity(rating.len());
+        let mut class = Vec::with_capacity(rating.len());
+        for i in 0..rating.len() {
+            let v = count[i].unwrap_or(0.0);
+            let s = if v + c.prior_weight > 0.0 {
+                (v * rating[i].unwrap_or(0.0) + c.prior_weight * mean) / (v + c.prior_weight)
+            } else {
+                mean
+            };
+            let n = if v > 0.0 { negative[i].unwrap_or(0.0) / v } else { 0.0 };
+            class.push(match () {
+                _ if v == 0.0 => "no_reviews",
+                _ if n >= c.risk_share && v >= c.min_reviews => "at_risk",
+                _ if s >= c.driver_score => "driver",
+                _ => "neutral",
+            });
+            score.push(s);
+            share.push(n);
+        }
+        let parts = per_batch(&self.rows, &score)
+            .into_iter()
+            .zip(per_batch(&self.rows, &share))
+            .zip(per_batch(&self.rows, &class));
+        for (batch, ((score, share), class)) in self.rows.batches().iter().zip(parts) {
+            out.emit(
+                "out",
+                append(
+                    batch,
+                    vec![
+                        (
+                            Field::new("review_score", DataType::Float64, false),
+                            Arc::new(Float64Array::from(score.to_vec())) as ArrayRef,
+                        ),
+                        (
+                            Field::new("negative_share", DataType::Float64, false),
+                            Arc::new(Float64Array::from(share.to_vec())),
+                        ),
+                        (
+                            Field::new("impact_class", DataType::Utf8, false),
+                            Arc::new(StringArray::from(class.to_vec())),
+                        ),
+                    ],
+                )?,
+            );
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(ReviewImpact);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    fn products(rating: &[f64], count: &[i64], negative: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("avg_rating", Arc::new(Float64Array::from(rating.to_vec())) as ArrayRef),
+            ("nb_reviews", Arc::new(Int64Array::from(count.to_vec()))),
+            ("nb_negative", Arc::new(Int64Array::from(negative.to_vec()))),
+        ])
+        .unwrap()
+    }
+
+    fn run(batches: Vec<RecordBatch>) -> Vec<(f64, f64, String)> {
+        let mut plugin = ReviewImpact::new(r#"{"prior_weight": 2}"#).unwrap();
+        let mut out = Emitter::default();
+        for batch in batches {
+            plugin.push("in", batch, &mut out).unwrap();
+        }
+        plugin.finish(&mut out).unwrap();
+        let mut rows = Vec::new();
+        for batch in out.batches("out") {
+            let score = batch.column_by_name("review_score").unwrap().as_primitive::<Float64Type>();
+            let share = batch.column_by_name("negative_share").unwrap().as_primitive::<Float64Type>();
+            let class = batch.column_by_name("impact_class").unwrap().as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                rows.push((score.value(i), share.value(i), class.value(i).to_owned()));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn bayesian_score_share_and_class_worked_by_hand() {
+        // Mean over all reviews: (5×8 + 2×10 + 0) / 18 = 60 / 18 = 3.333…
+        let rows = run(vec![products(&[5.0, 2.0, 0.0], &[8, 10, 0], &[0, 6, 0])]);
+        let mean = 60.0 / 18.0;
+        // (8×5 + 2×mean) / 10
+        assert!((rows[0].0 - (40.0 + 2.0 * mean) / 10.0).abs() < 1e-12);
+        assert_eq!((rows[0].1, rows[0].2.as_str()), (0.0, "driver"));
+        // 6 of 10 negative: at risk.
+        assert_eq!((rows[1].1, rows[1].2.as_str()), (0.6, "at_risk"));
+        // No reviews: the mean, and its own class.
+        assert!((rows[2].0 - mean).abs() < 1e-12);
+        assert_eq!(rows[2].2, "no_reviews");
+    }
+
+    #[test]
+    fn the_split_into_batches_does_not_matter() {
+        let rating = [5.0, 2.0, 0.0, 4.5, 3.0];
+        let count = [8, 10, 0, 3, 40];
+        let negative = [0, 6, 0, 1, 20];
+        let whole = run(vec![products(&rating, &count, &negative)]);
+        let split = (0..5).map(|i| products(&rating[i..i + 1], &count[i..i + 1], &negative[i..i + 1])).collect();
+        assert_eq!(whole, run(split));
+    }
+}

@@ -1,0 +1,364 @@
+//! Silver → Gold through the real binary and the repository's
+//! `pipeline.yaml`: the reference's tables and columns, the same Gold in
+//! SQLite and in a real PostgreSQL, swapping a KPI by dropping a `.wasm`,
+//! and a server stopped in the middle of a load.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use medallion_tests::postgres::{Postgres, postgres};
+use medallion_tests::{artifacts, copy_plugin, plugins_folder, repo_root, temp_dir};
+
+use crate::util::{arg, shared_home, text};
+
+/// Sources, a lake and a plugins folder for one test.
+struct Setup {
+    sources: tempfile::TempDir,
+    lake: tempfile::TempDir,
+    plugins: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(scale: &str) -> Self {
+        let sources = temp_dir();
+        let catalogue = repo_root().join("seed/products_data.db");
+        let generated = crate::util::host(
+            shared_home(),
+            &["gen-data", "--scale", scale, "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+        );
+        assert!(generated.status.success(), "{}", text(&generated).1);
+        Setup { sources, lake: temp_dir(), plugins: plugins_folder() }
+    }
+
+    fn sqlite(&self) -> String {
+        format!("sqlite:{}", self.lake.path().join("gold.db").display())
+    }
+
+    fn command(&self, args: &[&str], store: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+        command
+            .args(args)
+            .arg(repo_root().join("pipeline.yaml"))
+            .env("XDG_CACHE_HOME", shared_home())
+            .env_remove("RUST_LOG")
+            .env("MEDALLION_SOURCES", self.sources.path())
+            .env("MEDALLION_LAKE", self.lake.path())
+            .env("MEDALLION_PLUGINS", self.plugins.path())
+            .env("MEDALLION_GOLD", store);
+        command
+    }
+
+    fn host(&self, args: &[&str], store: &str) -> Output {
+        self.command(args, store).output().unwrap_or_else(|e| panic!("cannot run host: {e}"))
+    }
+
+    fn run(&self, extra: &[&str], store: &str) {
+        let mut args = vec!["run"];
+        args.extend(extra);
+        let output = self.host(&args, store);
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+
+    fn runs(&self, store: &str) -> serde_json::Value {
+        let output = self.host(&["runs", "--json"], store);
+        assert!(output.status.success(), "{}", text(&output).1);
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+const TABLES: [(&str, &[&str]); 5] = [
+    (
+        "dm_sales_daily",
+        &["date", "total_revenue", "total_orders", "avg_order_value", "revenue_7d_avg", "revenue_growth_pct"],
+    ),
+    (
+        "dm_sales_by_product",
+        &[
+            "product_id",
+            "product_name",
+            "category",
+            "brand",
+            "total_quantity_sold",
+            "total_revenue",
+            "revenue_rank_in_category",
+        ],
+    ),
+    (
+        "dm_customer_metrics",
+        &[
+            "customer_id",
+            "country",
+            "total_orders",
+            "total_spent",
+            "avg_order_value",
+            "first_order_date",
+            "last_order_date",
+            "recency_days",
+            "rfm_score",
+            "segment",
+        ],
+    ),
+    (
+        "dm_product_reviews_impact",
+        &[
+            "product_id",
+            "product_name",
+            "avg_rating",
+            "nb_reviews",
+            "total_revenue",
+            "review_score",
+            "negative_share",
+            "impact_class",
+        ],
+    ),
+    (
+        "dm_stock_performance",
+        &[
+            "product_id",
+            "product_name",
+            "category",
+            "stock_quantity",
+            "total_quantity_sold",
+            "stock_turnover_ratio",
+            "avg_daily_sales",
+            "days_of_cover",
+            "stock_status",
+            "reorder_qty",
+        ],
+    ),
+];
+
+fn sqlite_rows(db: &Path, sql: &str) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let mut statement = connection.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let width = statement.column_count();
+    let rows = statement
+        .query_map([], |row| {
+            let cells: Vec<String> = (0..width)
+                .map(|i| match row.get_ref(i) {
+                    Ok(rusqlite::types::ValueRef::Null) => "∅".to_owned(),
+                    Ok(rusqlite::types::ValueRef::Integer(v)) => v.to_string(),
+                    Ok(rusqlite::types::ValueRef::Real(v)) => format!("{v:.6}"),
+                    Ok(rusqlite::types::ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            Ok(cells.join("|"))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+/// Numbers printed the same way whichever store printed them (psql prints
+/// the double 3366.0 as `3366`).
+fn normalise(cell: &str) -> String {
+    match cell.parse::<f64>() {
+        Ok(v) => format!("{v:.6}"),
+        _ => cell.to_owned(),
+    }
+}
+
+fn psql(server: &Postgres, sql: &str) -> Vec<String> {
+    let psql = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.path().join("bin/psql"))
+        .unwrap_or_else(|| "psql".into());
+    let output = Command::new(psql)
+        .args(["-X", "-A", "-t", "-F", "|", "-P", "null=∅", "-d", &server.url, "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql: {e}"));
+    assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// Rows with every number printed the same way.
+fn normalised(rows: Vec<String>) -> Vec<String> {
+    rows.iter().map(|r| r.split('|').map(normalise).collect::<Vec<_>>().join("|")).collect()
+}
+
+fn ordered(table: &str, columns: &[&str]) -> String {
+    format!("SELECT * FROM {table} ORDER BY {}", columns[0])
+}
+
+#[test]
+fn gold_has_the_reference_tables_and_columns_then_the_kpis() {
+    let setup = Setup::new("0.002");
+    let store = setup.sqlite();
+    setup.run(&["--ingest-date", "2026-11-24"], &store);
+    let db = setup.lake.path().join("gold.db");
+    for (table, columns) in TABLES {
+        let info = sqlite_rows(&db, &format!("SELECT name, type FROM pragma_table_info('{table}')"));
+        let names: Vec<&str> = info.iter().map(|r| r.split('|').next().unwrap_or_default()).collect();
+        assert_eq!(names, columns, "{table}");
+        // Real types, not text.
+        for (row, column) in info.iter().zip(columns) {
+            let kind = row.split('|').nth(1).unwrap_or_default();
+            let expected = if column.ends_with("date") || *column == "date" {
+                "DATE"
+            } else if [
+                "product_name",
+                "category",
+                "brand",
+                "country",
+                "rfm_score",
+                "segment",
+                "impact_class",
+                "stock_status",
+            ]
+            .contains(column)
+            {
+                "TEXT"
+            } else if column.starts_with("total_orders")
+                || column.ends_with("_id")
+                || [
+                    "nb_reviews",
+                    "stock_quantity",
+                    "total_quantity_sold",
+                    "recency_days",
+                    "reorder_qty",
+                    "revenue_rank_in_category",
+                ]
+                .contains(column)
+            {
+                "BIGINT"
+            } else {
+                "DOUBLE PRECISION"
+            };
+            assert_eq!(kind, expected, "{table}.{column}");
+        }
+    }
+    // Every product appears in the review and stock tables, zeros where there is nothing.
+    for table in ["dm_product_reviews_impact", "dm_stock_performance"] {
+        assert_eq!(sqlite_rows(&db, &format!("SELECT COUNT(*) FROM {table}")), ["20000"], "{table}");
+    }
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT COUNT(*) FROM dm_stock_performance WHERE stock_quantity = 0 AND stock_turnover_ratio <> 0"
+        ),
+        ["0"]
+    );
+    let unreviewed = sqlite_rows(
+        &db,
+        "SELECT COUNT(*) FROM dm_product_reviews_impact WHERE nb_reviews = 0 AND (avg_rating <> 0 OR impact_class <> 'no_reviews')",
+    );
+    assert_eq!(unreviewed, ["0"]);
+    // Revenue per day adds up to the orders' total.
+    let daily = sqlite_rows(&db, "SELECT SUM(total_orders) FROM dm_sales_daily");
+    assert_ne!(daily, ["0"]);
+
+    // The run log: the run succeeded, and names each Gold table's plugin.
+    let runs = setup.runs(&store);
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let gold: Vec<&serde_json::Value> =
+        run["tables"].as_array().unwrap_or_else(|| panic!("{run}")).iter().filter(|t| t["stage"] == "gold").collect();
+    assert_eq!(gold.len(), 5, "{run}");
+    let stock = gold.iter().find(|t| t["table"] == "dm_stock_performance").unwrap_or_else(|| panic!("{run}"));
+    assert_eq!(stock["plugin"], "stock-status");
+    assert_eq!(stock["plugin_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(stock["plugin_config"]["lead_time_days"], 7);
+    let silver: Vec<&serde_json::Value> =
+        run["tables"].as_array().into_iter().flatten().filter(|t| t["stage"] == "silver").collect();
+    assert!(silver.iter().any(|t| t["reasons"]["duplicate_key"].as_u64().is_some_and(|n| n > 0)), "{run}");
+}
+
+#[test]
+fn gold_is_the_same_in_sqlite_and_postgresql() {
+    let setup = Setup::new("0.002");
+    let server = postgres();
+    setup.run(&["--ingest-date", "2026-11-24"], &setup.sqlite());
+    setup.run(&["--from", "gold"], &server.url);
+    let db = setup.lake.path().join("gold.db");
+    for (table, columns) in TABLES {
+        let in_sqlite = normalised(sqlite_rows(&db, &ordered(table, columns)));
+        let in_postgres = normalised(psql(server, &ordered(&format!("datamart.{table}"), columns)));
+        assert!(!in_sqlite.is_empty(), "{table}");
+        assert_eq!(in_sqlite, in_postgres, "{table}");
+    }
+    let types = psql(
+        server,
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = 'datamart' AND table_name = 'dm_sales_daily' ORDER BY ordinal_position",
+    );
+    assert_eq!(
+        types,
+        ["date", "double precision", "bigint", "double precision", "double precision", "double precision"]
+    );
+    assert_eq!(setup.runs(&server.url)[0]["status"], "succeeded");
+}
+
+#[test]
+fn dropping_a_new_plugin_swaps_the_kpi_and_the_log_shows_it() {
+    let setup = Setup::new("0.002");
+    let store = setup.sqlite();
+    setup.run(&["--ingest-date", "2026-11-24"], &store);
+    let db = setup.lake.path().join("gold.db");
+    let statuses = || sqlite_rows(&db, "SELECT DISTINCT stock_status FROM dm_stock_performance ORDER BY 1");
+    let before = statuses();
+    assert!(before.iter().any(|s| s == "ok" || s == "overstock" || s == "low"), "{before:?}");
+
+    // An analyst drops stock-status 0.2.0 into the plugins folder; nothing is rebuilt.
+    let (_, v2) =
+        artifacts::EXAMPLES.iter().find(|(name, _)| *name == "stock-status-v2").unwrap_or_else(|| panic!("no example"));
+    copy_plugin(v2, &setup.plugins.path().join("stock-status-v2.wasm"));
+    setup.run(&["--from", "gold"], &store);
+    let after = statuses();
+    assert!(after.iter().any(|s| s == "healthy" || s == "reorder" || s == "excess"), "{after:?}");
+    let runs = setup.runs(&store);
+    let stock = runs[0]["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["table"] == "dm_stock_performance")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", runs[0]));
+    assert_eq!(stock["plugin_version"], "0.2.0");
+    let sha = medallion_host::plugin::sha256_hex(&std::fs::read(v2).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(stock["plugin_sha256"], sha.as_str());
+    // The earlier run still names 0.1.0.
+    assert!(runs[1]["tables"].to_string().contains("\"plugin_version\":\"0.1.0\""), "{}", runs[1]);
+
+    // A pin in pipeline.yaml (here from the command line) brings 0.1.0 back.
+    setup.run(&["--from", "gold", "--set", "gold.tables.dm_stock_performance.kpi.version=0.1.0"], &store);
+    assert_eq!(statuses(), before);
+}
+
+#[test]
+fn a_postgresql_server_stopped_mid_load_leaves_the_previous_gold_and_the_run_failed() {
+    let setup = Setup::new("0.02");
+    let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    setup.run(&["--ingest-date", "2026-11-24"], &server.url);
+    let snapshot = |server: &Postgres| -> Vec<Vec<String>> {
+        TABLES.iter().map(|(t, c)| psql(server, &ordered(&format!("datamart.{t}"), c))).collect()
+    };
+    let before = snapshot(&server);
+
+    // Recompute Gold; stop the server as soon as the first table starts loading.
+    let mut child = setup
+        .command(&["run", "--from", "gold", "-v"], &server.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("loading gold table") {
+            server.stop_now();
+        }
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), Some(5), "{log}");
+    assert!(log.contains("loading gold table"), "{log}");
+
+    server.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snapshot(&server), before, "the previous Gold must be intact");
+    let runs = setup.runs(&server.url);
+    assert_eq!(runs[0]["status"], "failed", "{}", runs[0]);
+    assert_eq!(runs[1]["status"], "succeeded", "{}", runs[1]);
+}

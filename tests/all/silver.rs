@@ -1,0 +1,259 @@
+//! Bronze → Silver through the real binary and the repository's
+//! `pipeline.yaml`: every rule on hand-made rows, conservation on generated
+//! data, and the same results on a local lake and on HDFS.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use arrow_array::RecordBatch;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use medallion_host::lake::{Lake, Manifest};
+use medallion_tests::{plugins_folder, temp_dir};
+
+use crate::util::{arg, shared_home, text};
+
+/// Runs `host` on the repository's pipeline with the given sources and lake.
+fn run_pipeline(sources: &Path, lake: &str, plugins: &Path, extra: &[&str]) -> Output {
+    let pipeline = medallion_tests::repo_root().join("pipeline.yaml");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+    command
+        .arg("run")
+        .arg(&pipeline)
+        .args(extra)
+        .env("XDG_CACHE_HOME", shared_home())
+        .env_remove("RUST_LOG")
+        .env("MEDALLION_SOURCES", sources)
+        .env("MEDALLION_LAKE", lake)
+        .env("MEDALLION_PLUGINS", plugins);
+    command.output().unwrap_or_else(|e| panic!("cannot run host: {e}"))
+}
+
+fn silver_manifest(lake: &Lake) -> Manifest {
+    Manifest::read(lake, "silver", "current")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no Silver committed"))
+}
+
+/// A table's rows as `a|b|c` strings, sorted (nulls shown as `∅`).
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("∅");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn silver_rows(lake: &Lake, table: &str) -> Vec<String> {
+    let manifest = silver_manifest(lake);
+    let files = &manifest.tables.get(table).unwrap_or_else(|| panic!("no Silver table {table}")).files;
+    rows(&lake.read_parquet(files).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn column_names(lake: &Lake, table: &str) -> Vec<String> {
+    let manifest = silver_manifest(lake);
+    let batches = lake.read_parquet(&manifest.tables[table].files).unwrap_or_else(|e| panic!("{e}"));
+    batches[0].schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+fn reasons(lake: &Lake, table: &str) -> BTreeMap<String, u64> {
+    silver_manifest(lake).tables[table].reasons.clone()
+}
+
+/// Hand-made sources, one edge case per row (see the comments).
+fn hand_made_sources() -> tempfile::TempDir {
+    let dir = temp_dir();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write(
+        "customers.csv",
+        "customer_id,name,email,gender,signup_date,country\n\
+         1,Ann,a@x,F,2023-01-05,FR\n\
+         2,Bob,b@x,,2023-02-30,DE\n\
+         2,Bob again,b2@x,M,2023-03-01,DE\n\
+         x7,Eve,e@x,F,2023-01-01,FR\n\
+         ,Nobody,n@x,F,2023-01-01,FR\n",
+    );
+    // 11: amount 0; 12: its customer (x7) was rejected; 13 twice.
+    write(
+        "orders.csv",
+        "order_id,customer_id,order_date,total_amount,payment_method,shipping_country\n\
+         10,1,2024-01-01,100.5,paypal,FR\n\
+         11,2,2024-01-02,0,cash,DE\n\
+         12,7,2024-01-03,50,cash,FR\n\
+         13,2,2024-01-03,20,credit_card,DE\n\
+         13,1,2024-01-04,30,credit_card,FR\n",
+    );
+    write(
+        "order_items.csv",
+        "order_item_id,order_id,product_id,quantity,unit_price\n\
+         100,10,1,2,10.0\n\
+         101,12,1,1,5.0\n\
+         102,10,999,1,5.0\n\
+         103,13,2,0,5.0\n\
+         104,13,2,3,-1\n\
+         105,13,2,3,2.5\n",
+    );
+    write(
+        "product_reviews.csv",
+        "review_id,product_id,customer_id,rating,review_text,review_date\n\
+         1000,1,1,5,great,2024-02-01\n\
+         1001,1,1,0,bad,2024-02-01\n\
+         1002,2,2,6,,2024-02-01\n\
+         1003,2,7,4,ok,2024-02-02\n\
+         1004,999,1,3,,2024-02-02\n",
+    );
+    let db = rusqlite::Connection::open(dir.path().join("products_data.db")).unwrap_or_else(|e| panic!("{e}"));
+    db.execute_batch(
+        "CREATE TABLE products (product_id INTEGER, product_name TEXT, category TEXT, price REAL, stock_quantity INTEGER, brand TEXT);
+         INSERT INTO products VALUES (1, 'Lamp', 'Home', 19.99, 10, 'Lumo'), (2, 'Mug', 'Kitchen', 5.0, 0, NULL);",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+fn local_lake() -> (tempfile::TempDir, String) {
+    let dir = temp_dir();
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
+#[test]
+fn every_rule_on_hand_made_rows() {
+    let sources = hand_made_sources();
+    let (_dir, url) = local_lake();
+    let plugins = plugins_folder();
+    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+    assert!(output.status.success(), "{}", text(&output).1);
+    let lake = Lake::open(&url).unwrap_or_else(|e| panic!("{e}"));
+
+    // The first of two rows with the same key wins; 2023-02-30 is no date,
+    // so it becomes null (and is counted); `x7` is no integer, so its key is null.
+    assert_eq!(silver_rows(&lake, "dim_customers"), ["1|F|FR|2023-01-05", "2|∅|DE|∅"]);
+    assert_eq!(column_names(&lake, "dim_customers"), ["customer_id", "gender", "country", "signup_date"]);
+    assert_eq!(reasons(&lake, "dim_customers"), BTreeMap::from([("duplicate_key".into(), 1), ("null_key".into(), 2)]));
+
+    assert_eq!(silver_rows(&lake, "dim_products"), ["1|Lamp|Home|Lumo|19.99|10", "2|Mug|Kitchen|∅|5.0|0"]);
+
+    // 11 has amount 0; 12's customer was rejected; the second 13 is a duplicate.
+    assert_eq!(
+        silver_rows(&lake, "fact_orders"),
+        ["10|1|2024-01-01|100.5|paypal|FR", "13|2|2024-01-03|20.0|credit_card|DE"]
+    );
+    assert_eq!(
+        reasons(&lake, "fact_orders"),
+        BTreeMap::from([("duplicate_key".into(), 1), ("non_positive_amount".into(), 1), ("orphan_customer".into(), 1)])
+    );
+
+    // order_date from the order, line_amount = quantity × unit_price; 101's
+    // order was itself rejected.
+    assert_eq!(
+        silver_rows(&lake, "fact_order_items"),
+        ["100|10|1|2|10.0|2024-01-01|20.0", "105|13|2|3|2.5|2024-01-03|7.5"]
+    );
+    assert_eq!(
+        column_names(&lake, "fact_order_items"),
+        ["order_item_id", "order_id", "product_id", "quantity", "unit_price", "order_date", "line_amount"]
+    );
+    assert_eq!(
+        reasons(&lake, "fact_order_items"),
+        BTreeMap::from([
+            ("non_positive_price".into(), 1),
+            ("non_positive_quantity".into(), 1),
+            ("orphan_order".into(), 1),
+            ("orphan_product".into(), 1)
+        ])
+    );
+
+    // Ratings 0 and 6 are out of range; a review needs its product and its customer.
+    assert_eq!(silver_rows(&lake, "fact_reviews"), ["1000|1|1|5|2024-02-01"]);
+    assert_eq!(
+        reasons(&lake, "fact_reviews"),
+        BTreeMap::from([
+            ("orphan_customer".into(), 1),
+            ("orphan_product".into(), 1),
+            ("rating_out_of_range".into(), 2)
+        ])
+    );
+
+    // One row per distinct order date of a kept order, with its ISO week and quarter.
+    assert_eq!(silver_rows(&lake, "dim_date"), ["2024-01-01|2024|1|1|1|1", "2024-01-03|2024|1|3|1|1"]);
+
+    // The report says the same, and counts the value that became null.
+    let stdout = text(&output).0;
+    assert!(stdout.contains("quarantine dim_customers"), "{stdout}");
+    let manifest = silver_manifest(&lake);
+    let quarantine = &manifest.tables["dim_customers"].quarantine_files;
+    assert!(quarantine.iter().any(|f| f.contains("/nulled-")), "{quarantine:?}");
+}
+
+#[test]
+fn quarantine_keeps_the_original_values_the_reason_and_the_position() {
+    let sources = hand_made_sources();
+    let (_dir, url) = local_lake();
+    let plugins = plugins_folder();
+    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+    assert!(output.status.success(), "{}", text(&output).1);
+    let lake = Lake::open(&url).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = silver_manifest(&lake);
+    let files = &manifest.tables["dim_customers"].quarantine_files;
+    let read = |kind: &str| {
+        let chosen: Vec<String> = files.iter().filter(|f| f.contains(kind)).cloned().collect();
+        rows(&lake.read_parquet(&chosen).unwrap_or_else(|e| panic!("{e}")))
+    };
+    // Rejected by the plugin: the Bronze text as it was, the reason, the row.
+    assert_eq!(read("/clean-"), ["x7|Eve|e@x|F|2023-01-01|FR|null_key|3", "∅|Nobody|n@x|F|2023-01-01|FR|null_key|4"]);
+    // Rejected by the relational checks: the cleaned values, the reason, the row.
+    assert_eq!(read("/checks-"), ["2|M|DE|2023-03-01|2|duplicate_key"]);
+    // The value that became null, where it was.
+    assert_eq!(read("/nulled-"), ["1|signup_date|2023-02-30|bad_date"]);
+}
+
+#[test]
+fn conservation_holds_on_generated_data_and_is_in_the_report() {
+    let sources = temp_dir();
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
+    let generated = crate::util::host(
+        shared_home(),
+        &["gen-data", "--scale", "0.002", "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    let (dir, url) = local_lake();
+    let plugins = plugins_folder();
+    let report = dir.path().join("report.json");
+    let output =
+        run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24", "--report", &arg(&report)]);
+    assert!(output.status.success(), "{}", text(&output).1);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let silver = json["stages"].as_array().and_then(|s| s.iter().find(|s| s["stage"] == "silver")).cloned();
+    let silver = silver.unwrap_or_else(|| panic!("no silver stage in {json}"));
+    let mut quarantined_somewhere = 0;
+    for table in silver["tables"].as_array().unwrap_or_else(|| panic!("{silver}")) {
+        if table["source"] == "sql" {
+            continue;
+        }
+        let (bronze, rows, quarantined) =
+            (table["bronze_rows"].as_u64(), table["rows"].as_u64(), table["quarantined"].as_u64());
+        let (bronze, rows, quarantined) = (bronze.unwrap_or(0), rows.unwrap_or(0), quarantined.unwrap_or(0));
+        assert!(bronze > 0 && rows > 0, "{table}");
+        assert_eq!(bronze, rows + quarantined, "{table}");
+        let by_reason: u64 =
+            table["reasons"].as_object().map(|r| r.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+        assert_eq!(by_reason, quarantined, "{table}");
+        assert_eq!(table["plugin"]["name"], "clean", "{table}");
+        quarantined_somewhere += quarantined;
+    }
+    assert!(quarantined_somewhere > 0, "generated data has bad rows to quarantine: {silver}");
+}

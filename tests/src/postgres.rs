@@ -1,0 +1,183 @@
+//! A real PostgreSQL for the tests: Debian's server binaries, `initdb` into a
+//! temporary folder, a free port on loopback, trust authentication for the
+//! user `medallion`. One shared server per test process (stopped when the
+//! process ends: its standard input, held by this process, closes), and
+//! servers of their own for tests that stop one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running PostgreSQL server.
+pub struct Postgres {
+    /// `postgres://medallion@127.0.0.1:PORT/postgres`
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    running: Mutex<Option<(Child, ChildStdin)>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The server of this test process, started on first use. Panics with the
+/// reason if it cannot start: a missing service fails the tests, never skips
+/// them.
+pub fn postgres() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}")))
+}
+
+fn bin_dir() -> Result<PathBuf, String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "no /usr/lib/postgresql: scripts/test installs Debian's `postgresql` package".to_owned())?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file())
+        .collect();
+    found.sort_by_key(|p| p.to_string_lossy().split('/').nth(4).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0));
+    found.pop().ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
+}
+
+fn is_root() -> bool {
+    // /proc/self belongs to the process's effective user.
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap_or_else(|e| panic!("/proc/self: {e}")))
+        == 0
+}
+
+/// A command for a server binary, as the `postgres` user when we are root
+/// (PostgreSQL refuses to run as root).
+fn command(bin: &Path, program: &str) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        command
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+impl Postgres {
+    /// A new server of its own, started and ready.
+    pub fn start() -> Result<Self, String> {
+        let bin = bin_dir()?;
+        let dir = tempfile::Builder::new().prefix("medallion-pg").tempdir().map_err(|e| e.to_string())?;
+        let data = dir.path().join("data");
+        if is_root() {
+            std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).map_err(|e| e.to_string())?;
+        }
+        let output = command(&bin, "initdb")
+            .args(["-A", "trust", "-U", "medallion", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        let port = free_port()?;
+        let server = Postgres {
+            url: format!("postgres://medallion@127.0.0.1:{port}/postgres"),
+            port,
+            bin,
+            data,
+            running: Mutex::new(None),
+            _dir: dir,
+        };
+        server.run()?;
+        Ok(server)
+    }
+
+    /// Starts the server process and waits until it accepts connections.
+    fn run(&self) -> Result<(), String> {
+        let socket_dir = self.data.parent().unwrap_or(Path::new("/tmp"));
+        // The shell stops the server when our end of its stdin closes, so a
+        // test process that exits takes its server with it.
+        let script = format!(
+            "{} -D {} -p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+            self.bin.join("postgres").display(),
+            self.data.display(),
+            self.port,
+            socket_dir.display()
+        );
+        let mut child = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "sh", "-c", &script])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        } else {
+            Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        }
+        .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = command(&self.bin, "pg_isready")
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("postgres exited with {status} before it was ready"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("postgres was not ready within 60 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((child, stdin));
+        Ok(())
+    }
+
+    /// Stops the server at once, as a crash or a pulled cable would
+    /// (`pg_ctl stop -m immediate`).
+    pub fn stop_now(&self) {
+        let _ = command(&self.bin, "pg_ctl").args(["stop", "-m", "immediate", "-D"]).arg(&self.data).output();
+        if let Some((mut child, mut stdin)) =
+            self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
+            let _ = stdin.write_all(b"");
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped server again, on the same port and data.
+    pub fn restart(&self) -> Result<(), String> {
+        self.stop_now();
+        self.run()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn postgres_uid() -> Result<u32, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some("postgres")).then(|| fields.nth(1).and_then(|uid| uid.parse().ok())).flatten()
+        })
+        .ok_or_else(|| "no `postgres` user: scripts/test installs Debian's `postgresql` package".to_owned())
+}

@@ -50,6 +50,9 @@ unsafe fn transmute_c<A, B>(value: A) -> B {
     unsafe { std::ptr::read((&*value as *const A).cast::<B>()) }
 }
 
+/// How strings leave polars: see [`from_polars`].
+const COMPAT: CompatLevel = CompatLevel::oldest();
+
 /// One polars data frame holding `batches` (all with `schema`), column by
 /// column, one chunk per batch.
 pub fn to_polars(schema: &Schema, batches: &[RecordBatch]) -> Result<DataFrame, FrameError> {
@@ -80,11 +83,16 @@ pub fn to_polars(schema: &Schema, batches: &[RecordBatch]) -> Result<DataFrame, 
 }
 
 /// The frame as Arrow record batches (one per chunk after aligning them).
+///
+/// Strings leave as `LargeUtf8` holding just their own bytes: polars' string
+/// views may point into buffers shared with much larger frames (a join's
+/// output, before a group-by), and exporting those buffers would carry
+/// gigabytes along with a 20,000-row table.
 pub fn from_polars(frame: &mut DataFrame) -> Result<Vec<RecordBatch>, FrameError> {
     frame.align_chunks_par();
     let mut schema: Option<Arc<Schema>> = None;
     let mut batches = Vec::new();
-    for chunk in frame.iter_chunks(CompatLevel::newest(), false) {
+    for chunk in frame.iter_chunks(COMPAT, true) {
         let (chunk_schema, arrays) = chunk.into_schema_and_arrays();
         let mut columns = Vec::with_capacity(arrays.len());
         let mut fields = Vec::with_capacity(arrays.len());
@@ -108,7 +116,7 @@ pub fn from_polars(frame: &mut DataFrame) -> Result<Vec<RecordBatch>, FrameError
 pub fn arrow_schema(frame: &DataFrame) -> Result<Arc<Schema>, FrameError> {
     let mut fields = Vec::with_capacity(frame.width());
     for column in frame.columns() {
-        let field = column.field().to_arrow(CompatLevel::newest());
+        let field = column.field().to_arrow(COMPAT);
         let c_schema = pffi::export_field_to_c(&field);
         // SAFETY: polars' struct read as arrow-rs' identical one.
         let c_schema: FFI_ArrowSchema = unsafe { transmute_c(c_schema) };

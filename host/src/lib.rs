@@ -11,3 +11,4 @@ pub mod pipeline;
 pub mod plugin;
 pub mod silver;
 pub mod sources;
+mod suggest;

@@ -196,7 +196,11 @@ fn gold_has_the_reference_tables_and_columns_then_the_kpis() {
         // Real types, not text.
         for (row, column) in info.iter().zip(columns) {
             let kind = row.split('|').nth(1).unwrap_or_default();
-            let expected = if column.ends_with("date") || *column == "date" {
+            let is_key = (column.ends_with("_id") && columns[0] == *column) && *column != "date";
+            let expected = if is_key {
+                // A single integer key is SQLite's row id.
+                "INTEGER"
+            } else if column.ends_with("date") || *column == "date" {
                 "DATE"
             } else if [
                 "product_name",

@@ -206,3 +206,88 @@ fn a_header_that_differs_from_the_declared_columns_fails_the_run_with_exit_3() {
 fn stages_that_do_not_exist_are_named() {
     fails_with(&host_env(&["run", &arg(&repo_pipeline()), "--only", "silverr"], &[]), 2, "unknown stage `silverr`");
 }
+
+/// The repository's pipeline with one text replaced, written to a folder,
+/// with sources and plugins to check it against.
+fn edited_pipeline(from: &str, to: &str) -> (tempfile::TempDir, Vec<(String, String)>) {
+    let text = std::fs::read_to_string(repo_pipeline()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains(from), "the pipeline has no {from:?}");
+    let dir = temp_dir();
+    write(dir.path(), &text.replacen(from, to, 1));
+    let sources = sample_sources();
+    let plugins = medallion_tests::plugins_folder();
+    let env = vec![
+        ("MEDALLION_SOURCES".to_owned(), arg(sources.path())),
+        ("MEDALLION_PLUGINS".to_owned(), arg(plugins.path())),
+        ("MEDALLION_LAKE".to_owned(), arg(&dir.path().join("lake"))),
+        ("MEDALLION_GOLD".to_owned(), format!("sqlite:{}", arg(&dir.path().join("gold.db")))),
+    ];
+    std::mem::forget(sources);
+    std::mem::forget(plugins);
+    (dir, env)
+}
+
+fn validate_edited(from: &str, to: &str) -> Output {
+    let (dir, env) = edited_pipeline(from, to);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    host_env(&["validate", &arg(&dir.path().join("pipeline.yaml"))], &env)
+}
+
+#[test]
+fn the_repository_pipeline_validates_with_its_plugins_and_sql() {
+    let output = validate_edited("lake:", "lake:");
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert!(text(&output).0.contains("6 Silver tables, 5 Gold tables"), "{}", text(&output).0);
+}
+
+#[test]
+fn a_misspelt_plugin_is_pointed_at_with_the_near_name() {
+    fails_with(
+        &validate_edited("plugin: stock-status", "plugin: stock-staus"),
+        2,
+        "gold.tables.dm_stock_performance.kpi.plugin: no plugin `stock-staus` in the plugins folder\n  hint: did you mean `stock-status`?",
+    );
+}
+
+#[test]
+fn a_pinned_version_that_is_not_there_names_the_versions_there_are() {
+    fails_with(
+        &validate_edited("plugin: rfm", "plugin: rfm\n        version: 9.9.9"),
+        2,
+        "plugin `rfm` has no version 9.9.9 in the plugins folder; it has 0.1.0",
+    );
+}
+
+#[test]
+fn a_plugin_without_the_ports_a_step_needs_is_refused() {
+    // A cleaning step reads `out` and `rejected`; passthrough has no `rejected`.
+    fails_with(
+        &validate_edited("plugin: clean", "plugin: passthrough"),
+        2,
+        "silver.tables.dim_customers.clean.plugin: plugin `passthrough` has no output port `rejected`",
+    );
+}
+
+#[test]
+fn sql_naming_an_unknown_column_is_pointed_at() {
+    let output = validate_edited("SUM(total_amount) AS total_revenue", "SUM(total_amountt) AS total_revenue");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pipeline.yaml:"), "{stderr}");
+    assert!(stderr.contains("gold.tables.dm_sales_daily.sql:"), "{stderr}");
+    assert!(stderr.contains("total_amountt"), "{stderr}");
+}
+
+#[test]
+fn a_config_the_plugin_refuses_is_pointed_at() {
+    fails_with(
+        &validate_edited("config: { bins: 5 }", "config: { bins: 50 }"),
+        2,
+        "gold.tables.dm_customer_metrics.kpi.config: plugin `rfm` refused `create` (bad config): bins is 50; give 2 to 9",
+    );
+}
+
+#[test]
+fn a_silver_key_that_is_not_a_column_is_pointed_at() {
+    fails_with(&validate_edited("key: order_item_id", "key: order_item"), 2, "no column `order_item` after cleaning");
+}

@@ -25,8 +25,16 @@ fn run_pipeline(sources: &Path, lake: &str, plugins: &Path, extra: &[&str]) -> O
         .env_remove("RUST_LOG")
         .env("MEDALLION_SOURCES", sources)
         .env("MEDALLION_LAKE", lake)
-        .env("MEDALLION_PLUGINS", plugins);
+        .env("MEDALLION_PLUGINS", plugins)
+        .env("MEDALLION_GOLD", format!("sqlite:{}", gold_file().display()));
     command.output().unwrap_or_else(|e| panic!("cannot run host: {e}"))
+}
+
+/// A Gold store of the test's own (these tests look at Silver only).
+fn gold_file() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared_home().join(format!("silver-gold-{}-{n}.db", std::process::id()))
 }
 
 fn silver_manifest(lake: &Lake) -> Manifest {
@@ -256,4 +264,27 @@ fn conservation_holds_on_generated_data_and_is_in_the_report() {
         quarantined_somewhere += quarantined;
     }
     assert!(quarantined_somewhere > 0, "generated data has bad rows to quarantine: {silver}");
+}
+
+#[test]
+fn silver_is_the_same_on_a_local_lake_and_on_hdfs() {
+    let sources = hand_made_sources();
+    let plugins = plugins_folder();
+    let (_dir, local) = local_lake();
+    let hdfs = format!("{}/tests/silver-{}", medallion_tests::hdfs::mini_hdfs().url, std::process::id());
+    for url in [&local, &hdfs] {
+        let output =
+            run_pipeline(sources.path(), url, plugins.path(), &["--only", "bronze", "--ingest-date", "2026-11-24"]);
+        assert!(output.status.success(), "{url}: {}", text(&output).1);
+        let output = run_pipeline(sources.path(), url, plugins.path(), &["--only", "silver"]);
+        assert!(output.status.success(), "{url}: {}", text(&output).1);
+    }
+    let (local, hdfs) =
+        (Lake::open(&local).unwrap_or_else(|e| panic!("{e}")), Lake::open(&hdfs).unwrap_or_else(|e| panic!("{e}")));
+    for table in ["dim_customers", "dim_products", "dim_date", "fact_orders", "fact_order_items", "fact_reviews"] {
+        let on_hdfs = silver_rows(&hdfs, table);
+        assert!(!on_hdfs.is_empty(), "{table}");
+        assert_eq!(silver_rows(&local, table), on_hdfs, "{table}");
+        assert_eq!(reasons(&local, table), reasons(&hdfs, table), "{table}");
+    }
 }

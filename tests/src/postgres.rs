@@ -4,7 +4,6 @@
 //! process ends: its standard input, held by this process, closes), and
 //! servers of their own for tests that stop one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -97,14 +96,16 @@ impl Postgres {
     /// Starts the server process and waits until it accepts connections.
     fn run(&self) -> Result<(), String> {
         let socket_dir = self.data.parent().unwrap_or(Path::new("/tmp"));
-        // The shell stops the server when our end of its stdin closes, so a
-        // test process that exits takes its server with it.
+        // The shell stops the server and removes its folder when our end of
+        // its stdin closes, so a test process that exits takes its server
+        // with it (the shared server is never dropped). A stop asked for by
+        // a test leaves a marker, and the folder, for `restart`.
         let script = format!(
-            "{} -D {} -p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+            "{} -D {} -p {} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid; [ -e {dir}/stopped-by-test ] || rm -rf {dir}",
             self.bin.join("postgres").display(),
             self.data.display(),
             self.port,
-            socket_dir.display()
+            dir = socket_dir.display()
         );
         let mut child = if is_root() {
             Command::new("runuser")
@@ -142,6 +143,7 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(100));
         }
         *self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((child, stdin));
+        let _ = std::fs::remove_file(socket_dir.join("stopped-by-test"));
         Ok(())
     }
 
@@ -149,10 +151,12 @@ impl Postgres {
     /// (`pg_ctl stop -m immediate`).
     pub fn stop_now(&self) {
         let _ = command(&self.bin, "pg_ctl").args(["stop", "-m", "immediate", "-D"]).arg(&self.data).output();
-        if let Some((mut child, mut stdin)) =
-            self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        // The marker keeps the shell from removing the data folder, which
+        // `restart` needs.
+        let marker = self.data.parent().unwrap_or(Path::new("/tmp")).join("stopped-by-test");
+        let _ = std::fs::write(&marker, b"");
+        if let Some((mut child, stdin)) = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
         {
-            let _ = stdin.write_all(b"");
             drop(stdin);
             let _ = child.wait();
         }

@@ -65,6 +65,8 @@ fn config_failure(e: ConfigError) -> Failure {
 
 pub(crate) fn validate(args: PipelineArgs) -> Result<(), Failure> {
     let plan = plan(&args)?;
+    let mut catalog = None;
+    check_steps(&args.file, &plan, &mut catalog, true)?;
     println!(
         "{} is valid: {} sources, {} Silver tables, {} Gold tables, lake {}, Gold store {}, plugins {}",
         args.file.display(),
@@ -75,6 +77,27 @@ pub(crate) fn validate(args: PipelineArgs) -> Result<(), Failure> {
         plan.gold_store.as_deref().map(gold::redact).unwrap_or_else(|| "none".to_owned()),
         plan.plugins_dir.display()
     );
+    Ok(())
+}
+
+/// Checks the Silver and Gold steps without data (plugins exist and accept
+/// their config; keys, parents, columns and SQL fit), pointing at the file.
+fn check_steps(file: &Path, plan: &Plan, catalog: &mut Option<Catalog>, gold: bool) -> Result<(), Failure> {
+    if plan.silver.tables.is_empty() && plan.gold.tables.is_empty() {
+        return Ok(());
+    }
+    let catalog = load_catalog(catalog, plan)?;
+    let at = |(path, message): (String, String)| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        match medallion_host::pipeline::locate(&text, &path) {
+            Some((line, column)) => Failure::config(format!("{}:{line}:{column}: {path}: {message}", file.display())),
+            None => Failure::config(format!("{}: {path}: {message}", file.display())),
+        }
+    };
+    let frames = silver::check(&plan.silver, catalog, plan.limits).map_err(at)?;
+    if gold {
+        gold::check(&plan.gold, &plan.silver, &frames, catalog, plan.limits).map_err(at)?;
+    }
     Ok(())
 }
 
@@ -104,14 +127,28 @@ pub(crate) fn run(args: Run) -> Result<(), Failure> {
         return Ok(());
     }
     let mut done = Vec::new();
-    let outcome = run_stages(&plan, &stages, &args, &mut done);
+    // Check the steps before any work, so a typo fails in a second, not
+    // after Bronze has been landed.
+    let mut catalog = None;
+    let outcome = if stages.iter().any(|s| *s != "bronze") {
+        check_steps(&args.pipeline.file, &plan, &mut catalog, stages.contains(&"gold"))
+    } else {
+        Ok(())
+    };
+    let outcome = outcome.and_then(|()| run_stages(&plan, &stages, &args, &mut done, catalog));
     if let Some(file) = &args.report {
         write_report(file, &plan, &done, &outcome)?;
     }
     outcome
 }
 
-fn run_stages(plan: &Plan, stages: &[&str], args: &Run, done: &mut Vec<StageSummary>) -> Result<(), Failure> {
+fn run_stages(
+    plan: &Plan,
+    stages: &[&str],
+    args: &Run,
+    done: &mut Vec<StageSummary>,
+    mut catalog: Option<Catalog>,
+) -> Result<(), Failure> {
     let run = RunContext::open(&plan.lake)?;
     let _lock = run.lake.lock(&run.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
     let mut store = match &plan.gold_store {
@@ -132,7 +169,8 @@ fn run_stages(plan: &Plan, stages: &[&str], args: &Run, done: &mut Vec<StageSumm
     if let Some(store) = store.as_mut() {
         store.begin_run(&record).map_err(store_failure)?;
     }
-    let outcome = stages_in_order(&run, plan, stages, args, done, &mut store, &mut record);
+    let log = RunLog { store: &mut store, record: &mut record };
+    let outcome = stages_in_order(&run, plan, stages, args, done, log, &mut catalog);
     if let Err(failure) = &outcome
         && let Some(store) = store.as_mut()
     {
@@ -155,18 +193,24 @@ fn store_failure(e: gold::StoreError) -> Failure {
     Failure { exit: Exit::Store, message: e.to_string() }
 }
 
+/// The run log: where it is kept, and this run's entry.
+struct RunLog<'a> {
+    store: &'a mut Option<Box<dyn GoldStore>>,
+    record: &'a mut RunRecord,
+}
+
 fn stages_in_order(
     run: &RunContext,
     plan: &Plan,
     stages: &[&str],
     args: &Run,
     done: &mut Vec<StageSummary>,
-    store: &mut Option<Box<dyn GoldStore>>,
-    record: &mut RunRecord,
+    log: RunLog<'_>,
+    catalog: &mut Option<Catalog>,
 ) -> Result<(), Failure> {
+    let RunLog { store, record } = log;
     let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
     let mut bronze_partition = None;
-    let mut catalog = None;
     let mut published = false;
     for stage in stages {
         match *stage {
@@ -183,7 +227,7 @@ fn stages_in_order(
                     Some(partition) => partition,
                     None => latest_bronze(run, args.ingest_date.as_deref())?,
                 };
-                let catalog = load_catalog(&mut catalog, plan)?;
+                let catalog = load_catalog(catalog, plan)?;
                 done.push(build_silver(run, plan, catalog, partition, workers)?);
             }
             "gold" if plan.gold.tables.is_empty() => {
@@ -193,7 +237,7 @@ fn stages_in_order(
                 let Some(store) = store.as_deref_mut() else {
                     return Err(Failure::config("gold.store is not set: give sqlite:PATH or a postgres:// URL"));
                 };
-                let catalog = load_catalog(&mut catalog, plan)?;
+                let catalog = load_catalog(catalog, plan)?;
                 done.push(build_gold(run, plan, catalog, store, done, record)?);
                 published = true;
             }
@@ -230,7 +274,8 @@ fn build_gold(
     record: &mut RunRecord,
 ) -> Result<StageSummary, Failure> {
     let started = Instant::now();
-    let options = GoldOptions { batch_rows: 64 * 1024, limits: plan.limits };
+    let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    let options = GoldOptions { workers, batch_rows: 64 * 1024, limits: plan.limits };
     let (tables, reports) = gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options).map_err(|e| {
         let exit = match &e {
             GoldError::Config(_) => Exit::Config,

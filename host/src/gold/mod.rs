@@ -30,6 +30,8 @@ use crate::silver::PluginUsed;
 /// How to compute Gold.
 #[derive(Debug, Clone)]
 pub struct GoldOptions {
+    /// Tables computed at once, and threads reading Silver.
+    pub workers: usize,
     /// Rows per batch pushed to a plugin.
     pub batch_rows: usize,
     /// Per-instance plugin limits.
@@ -93,38 +95,107 @@ pub fn compute(
             lake.url()
         ))
     })?;
+    // Every Silver table any Gold table reads, read row group by row group
+    // on all cores.
+    let mut needed: Vec<String> = Vec::new();
+    for (name, table) in &spec.tables {
+        for read in spec.reads(table, silver.tables.keys()) {
+            if !manifest.tables.contains_key(&read) {
+                return Err(GoldError::Config(format!(
+                    "gold.tables.{name}: Silver table `{read}` is not in the committed Silver"
+                )));
+            }
+            if !needed.contains(&read) {
+                needed.push(read);
+            }
+        }
+    }
+    let started = Instant::now();
     let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    for read in &needed {
+        let batches = read_parallel(lake, &manifest.tables[read].files, options.workers)?;
+        let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| Arc::new(Schema::empty()));
+        let frame = frame::to_polars(&schema, &batches)
+            .map_err(|e| GoldError::Engine { table: read.clone(), message: e.to_string() })?;
+        frames.insert(read.clone(), frame);
+    }
+    tracing::info!(
+        tables = needed.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "silver read for gold"
+    );
+    // The tables, computed by `workers` threads at once: a plugin runs on
+    // one core, so another table's SQL can use the other.
+    let names: Vec<&String> = spec.tables.keys().collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Computed>>> =
+        std::sync::Mutex::new((0..names.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..options.workers.clamp(1, names.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(name) = names.get(index) else { break };
+                    let table = &spec.tables[*name];
+                    let started = Instant::now();
+                    let reads = spec.reads(table, silver.tables.keys());
+                    let result = build_table(name, table, &frames, &reads, catalog, options).map(|(gold, plugin)| {
+                        let report = GoldTableReport {
+                            table: (*name).clone(),
+                            rows: gold.rows(),
+                            reads,
+                            plugin,
+                            seconds: started.elapsed().as_secs_f64(),
+                        };
+                        tracing::info!(table = %name, rows = report.rows, seconds = format!("{:.2}", report.seconds), "gold table computed");
+                        (gold, report)
+                    });
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(result);
+                }
+            });
+        }
+    });
     let mut tables = Vec::new();
     let mut reports = Vec::new();
-    for (name, table) in &spec.tables {
-        let started = Instant::now();
-        let reads = spec.reads(table, silver.tables.keys());
-        for read in &reads {
-            if frames.contains_key(read) {
-                continue;
-            }
-            let files = manifest.tables.get(read).ok_or_else(|| {
-                GoldError::Config(format!("gold.tables.{name}: Silver table `{read}` is not in the committed Silver"))
-            })?;
-            let batches = lake.read_parquet(&files.files)?;
-            let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| Arc::new(Schema::empty()));
-            let frame = frame::to_polars(&schema, &batches)
-                .map_err(|e| GoldError::Engine { table: name.clone(), message: e.to_string() })?;
-            frames.insert(read.clone(), frame);
-        }
-        let (gold, plugin) = build_table(name, table, &frames, &reads, catalog, options)?;
-        let report = GoldTableReport {
-            table: name.clone(),
-            rows: gold.rows(),
-            reads,
-            plugin,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        tracing::info!(table = %name, rows = report.rows, seconds = format!("{:.2}", report.seconds), "gold table computed");
-        tables.push(gold);
+    for result in results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten() {
+        let (table, report) = result?;
+        tables.push(table);
         reports.push(report);
     }
     Ok((tables, reports))
+}
+
+/// One Gold table computed, or why not.
+type Computed = Result<(GoldTable, GoldTableReport), GoldError>;
+
+/// One row group read, or why not.
+type RowGroupRead = Result<Vec<RecordBatch>, LakeError>;
+
+/// Reads Parquet files whole, their row groups spread over `workers` threads,
+/// in file order.
+fn read_parallel(lake: &Lake, files: &[String], workers: usize) -> Result<Vec<RecordBatch>, GoldError> {
+    let table = crate::lake::ParquetTable::open(lake, files, Arc::new(Schema::empty()))?;
+    let groups = table.row_groups();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parts: std::sync::Mutex<Vec<Option<RowGroupRead>>> =
+        std::sync::Mutex::new((0..groups.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, groups.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(group) = groups.get(index) else { break };
+                    let batches = table.read(lake, group, 1 << 20).and_then(|batches| batches.collect());
+                    parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(batches);
+                }
+            });
+        }
+    });
+    let mut batches = Vec::new();
+    for part in parts.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten() {
+        batches.extend(part?);
+    }
+    Ok(batches)
 }
 
 fn build_table(
@@ -229,4 +300,50 @@ fn without_working_columns(
     let projected = Arc::new(schema.project(&keep)?);
     let batches = batches.iter().map(|b| b.project(&keep)).collect::<Result<Vec<_>, _>>()?;
     Ok((projected, batches))
+}
+
+/// Checks the `gold:` section without data, against the Silver tables'
+/// schemas (`silver`: empty frames from [`crate::silver::check`]): every SQL
+/// step plans (known tables and columns), every KPI plugin exists and accepts
+/// its config, every key column exists. Returns the path in the pipeline file
+/// of what is wrong and why.
+pub fn check(
+    spec: &GoldSpec,
+    silver_spec: &SilverSpec,
+    silver: &HashMap<String, DataFrame>,
+    catalog: &Catalog,
+    limits: Limits,
+) -> Result<(), (String, String)> {
+    for (name, table) in &spec.tables {
+        let at = |field: &str| format!("gold.tables.{name}.{field}");
+        let reads = spec.reads(table, silver_spec.tables.keys());
+        let mut columns = None;
+        if reads.iter().all(|r| silver.contains_key(r)) {
+            let mut context = polars::sql::SQLContext::new();
+            for read in &reads {
+                context.register(read, silver[read].clone().lazy());
+            }
+            let frame =
+                context.execute(&table.sql).and_then(LazyFrame::collect).map_err(|e| (at("sql"), e.to_string()))?;
+            columns = Some(frame.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>());
+        }
+        if let Some(step) = &table.kpi {
+            let plugin = catalog
+                .resolve(&step.plugin, step.version.as_deref())
+                .ok_or_else(|| (at("kpi.plugin"), catalog.missing(&step.plugin, step.version.as_deref())))?;
+            crate::plugin::check_ports(plugin.info(), &["in"], &["out"]).map_err(|e| (at("kpi.plugin"), e))?;
+            plugin.instantiate(&step.config.to_string(), limits).map_err(|e| (at("kpi.config"), e.to_string()))?;
+        }
+        if let Some(columns) = columns {
+            for key in table.key.iter().chain(&table.order_by) {
+                if !columns.contains(key) && table.kpi.is_none() {
+                    return Err((
+                        at("key"),
+                        format!("the query gives no column `{key}`; it gives {}", columns.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

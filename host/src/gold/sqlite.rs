@@ -92,13 +92,27 @@ impl GoldStore for SqliteStore {
         let tx = self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
         for table in tables {
             let staged = quote(&format!("{}__new", table.name));
+            // A single integer key is declared `INTEGER PRIMARY KEY`: SQLite's
+            // row id itself, so the table needs no separate key index.
+            let rowid_key = match table.key.as_slice() {
+                [key] => table
+                    .schema
+                    .field_with_name(key)
+                    .ok()
+                    .filter(|f| SqlType::of(f.data_type()) == Some(SqlType::Integer))
+                    .map(|f| f.name().clone()),
+                _ => None,
+            };
             let columns: Vec<String> = table
                 .schema
                 .fields()
                 .iter()
-                .map(|f| format!("{} {}", quote(f.name()), SqlType::of(f.data_type()).map_or("TEXT", SqlType::sql)))
+                .map(|f| match &rowid_key {
+                    Some(key) if key == f.name() => format!("{} INTEGER PRIMARY KEY", quote(f.name())),
+                    _ => format!("{} {}", quote(f.name()), SqlType::of(f.data_type()).map_or("TEXT", SqlType::sql)),
+                })
                 .collect();
-            let key = if table.key.is_empty() {
+            let key = if table.key.is_empty() || rowid_key.is_some() {
                 String::new()
             } else {
                 format!(", PRIMARY KEY ({})", table.key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", "))

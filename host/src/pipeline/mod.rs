@@ -256,28 +256,54 @@ fn with_suggestion(message: &str) -> String {
     let Some(rest) = message.split("unknown field `").nth(1) else { return message.to_owned() };
     let unknown = rest.split('`').next().unwrap_or_default();
     let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
-    let best = expected.iter().map(|e| (edit_distance(unknown, e), *e)).min();
-    match best {
-        Some((distance, name)) if distance <= 2.max(unknown.len() / 3) => {
-            format!("{message}\n  hint: did you mean `{name}`?")
-        }
-        _ => message.to_owned(),
+    match crate::suggest::nearest(unknown, expected.iter().copied()) {
+        Some(name) => format!("{message}\n  hint: did you mean `{name}`?"),
+        None => message.to_owned(),
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
-            previous = current;
+/// Where the key at `path` (`silver.tables.orders.clean.plugin`) is written
+/// in a YAML text: 1-based line and column of the deepest part found.
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = None;
+    let mut parent_indent: Option<usize> = None;
+    let mut from = 0;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let key = format!("{segment}:");
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let content = line.trim_start().trim_start_matches("- ");
+            let indent = line.len() - content.len();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            if parent_indent.is_some_and(|p| indent <= p) {
+                break;
+            }
+            if content.starts_with(&key) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        match hit {
+            Some((i, indent)) => {
+                found = Some((i + 1, indent + 1));
+                parent_indent = Some(indent);
+                from = i + 1;
+            }
+            None => {
+                // A flow mapping on the parent's line: `clean: { plugin: x }`.
+                if let Some((line, _)) = found
+                    && let Some(column) = lines[line - 1].find(&key)
+                {
+                    found = Some((line, column + 1));
+                }
+                break;
+            }
         }
     }
-    row[b.len()]
+    found
 }
 
 /// `a.b.c=value`: sets a key, creating maps on the way; the value is parsed
@@ -383,5 +409,18 @@ impl Spec {
             gold_store,
             server: self.server.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::locate;
+
+    #[test]
+    fn keys_are_found_by_path_in_blocks_and_flow_mappings() {
+        let text = "lake: x\nsilver:\n  tables:\n    a:\n      from: b\n      clean:\n        plugin: clean\n    c:\n      clean: { plugin: nope }\n";
+        assert_eq!(locate(text, "silver.tables.a.clean.plugin"), Some((7, 9)));
+        assert_eq!(locate(text, "silver.tables.c.clean.plugin"), Some((9, 16)));
+        assert_eq!(locate(text, "silver.tables.a.key"), Some((4, 5)));
     }
 }

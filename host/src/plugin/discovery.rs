@@ -66,6 +66,31 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Why `name` (at `version`) cannot be resolved, with the near name or
+    /// the versions there are.
+    pub fn missing(&self, name: &str, version: Option<&str>) -> String {
+        let versions: Vec<&str> =
+            self.plugins.iter().filter(|p| p.info().name == name).map(|p| p.info().version.as_str()).collect();
+        match version {
+            Some(pinned) if !versions.is_empty() => {
+                format!("plugin `{name}` has no version {pinned} in the plugins folder; it has {}", versions.join(", "))
+            }
+            _ => {
+                let names: Vec<&str> = self.plugins.iter().map(|p| p.info().name.as_str()).collect();
+                let hint = match crate::suggest::nearest(name, names.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if names.is_empty() => {
+                        "the plugins folder is empty; build them with `cargo xtask build-plugins`".to_owned()
+                    }
+                    None => format!("the plugins are {}", names.join(", ")),
+                };
+                format!("no plugin `{name}` in the plugins folder\n  hint: {hint}")
+            }
+        }
+    }
+}
+
 /// Orders versions semantically; a version that is not semver sorts first.
 fn version_key(version: &str) -> Option<semver::Version> {
     semver::Version::parse(version).ok()

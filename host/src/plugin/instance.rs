@@ -41,6 +41,10 @@ impl Instance {
     ) -> Result<Self, PluginError> {
         let mut store = Store::new(pre.engine(), Sandbox::new(&limits));
         store.limiter(|sandbox| &mut sandbox.memory);
+        // What one call may return is bounded by the instance's memory cap
+        // already; wasmtime's own default (128 MiB) would refuse the result
+        // of an aggregating plugin's `finish` over a large table.
+        store.set_hostcall_fuel(limits.memory_bytes);
         let name = info.name.as_str();
         let (bindings, created) = guarded(&mut store, name, Call::Create, &limits, |store| {
             let bindings = pre.instantiate(&mut *store)?;

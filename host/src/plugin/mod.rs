@@ -29,6 +29,32 @@ mod bindings {
     });
 }
 
+/// Checks that a plugin has the input and output ports a step uses, naming
+/// what it has instead.
+pub fn check_ports(info: &PluginInfo, inputs: &[&str], outputs: &[&str]) -> Result<(), String> {
+    let names = |ports: &[PortInfo]| ports.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
+    for input in inputs {
+        if !info.inputs.iter().any(|p| p.name == *input) {
+            return Err(format!(
+                "plugin `{}` has no input port `{input}` (it has {}); this step pushes on `{input}`",
+                info.name,
+                names(&info.inputs)
+            ));
+        }
+    }
+    for output in outputs {
+        if !info.outputs.iter().any(|p| p.name == *output) {
+            return Err(format!(
+                "plugin `{}` has no output port `{output}` (it has {}); this step reads {}",
+                info.name,
+                names(&info.outputs),
+                outputs.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(" and ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Encodes `batch` as IPC and decodes it back with full validation, as the
 /// boundary does; returns the rows decoded. For benchmarks.
 #[doc(hidden)]

@@ -207,6 +207,52 @@ pub fn build(
     Ok(report)
 }
 
+/// Checks the `silver:` section without data: every cleaning plugin exists
+/// and accepts its config, and the keys, parents, derived columns, column
+/// lists and SQL queries fit the columns each step produces. Returns each
+/// table as an empty frame with its schema (for checking Gold), or the path
+/// in the pipeline file of what is wrong and why.
+pub fn check(
+    spec: &SilverSpec,
+    catalog: &Catalog,
+    limits: Limits,
+) -> Result<HashMap<String, DataFrame>, (String, String)> {
+    let order = spec.order().map_err(|e| ("silver.tables".to_owned(), e))?;
+    let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    for name in &order {
+        let table = &spec.tables[name];
+        let rules = Rules { name };
+        let at = |field: &str| format!("silver.tables.{name}.{field}");
+        let frame = match (&table.clean, &table.sql) {
+            (Some(step), _) => {
+                let plugin = catalog
+                    .resolve(&step.plugin, step.version.as_deref())
+                    .ok_or_else(|| (at("clean.plugin"), catalog.missing(&step.plugin, step.version.as_deref())))?;
+                crate::plugin::check_ports(plugin.info(), &["in"], &["out", "rejected"])
+                    .map_err(|e| (at("clean.plugin"), e))?;
+                let instance = plugin
+                    .instantiate(&step.config.to_string(), limits)
+                    .map_err(|e| (at("clean.config"), e.to_string()))?;
+                let Some(schema) = instance.outputs().iter().find(|p| p.name == "out").and_then(|p| p.schema.clone())
+                else {
+                    // A plugin that does not declare its `out` schema cannot be
+                    // checked further without data.
+                    continue;
+                };
+                let mut empty = frame::to_polars(&schema, &[]).map_err(|e| (at("clean"), e.to_string()))?;
+                rules
+                    .relational(&mut empty, table, &frames)
+                    .map(|(kept, _)| kept)
+                    .map_err(|e| (at(""), e.to_string()))?
+            }
+            (None, Some(sql)) => rules.run_sql(sql, &frames).map_err(|e| (at("sql"), e.to_string()))?,
+            (None, None) => continue,
+        };
+        frames.insert(name.clone(), frame);
+    }
+    Ok(frames)
+}
+
 /// For each table, the position in `order` of the last table that reads it.
 fn last_reads(spec: &SilverSpec, order: &[String]) -> HashMap<String, usize> {
     let mut last = HashMap::new();
@@ -282,10 +328,13 @@ impl TableBuilder<'_> {
                 detail: format!("Bronze `{from}` holds {} rows but its commit says {}", input.rows(), bronze.rows),
             });
         }
+        let started = std::time::Instant::now();
         let cleaned = self.clean(&input, &plugin, &config)?;
+        let clean_seconds = started.elapsed().as_secs_f64();
         let mut frame = frame::to_polars(&cleaned.out_schema, &cleaned.out).map_err(|e| self.engine_error(e))?;
         drop(cleaned.out);
-        let (kept, rejected) = self.relational(&mut frame, table, frames)?;
+        let (kept, rejected) = Rules { name: self.name }.relational(&mut frame, table, frames)?;
+        let relational_seconds = started.elapsed().as_secs_f64() - clean_seconds;
         let mut reasons = cleaned.reasons;
         count_reasons(&rejected, &mut reasons).map_err(|e| self.engine_error(e))?;
         let rows = kept.height() as u64;
@@ -307,6 +356,13 @@ impl TableBuilder<'_> {
             quarantine_files.extend(checks);
         }
         debug_assert_eq!(written, rows);
+        tracing::debug!(
+            table = %self.name,
+            clean_s = format!("{clean_seconds:.2}"),
+            relational_s = format!("{relational_seconds:.2}"),
+            write_s = format!("{:.2}", started.elapsed().as_secs_f64() - clean_seconds - relational_seconds),
+            "silver table steps"
+        );
         let info = plugin.info();
         let report = SilverTableReport {
             table: self.name.to_owned(),
@@ -486,6 +542,61 @@ impl TableBuilder<'_> {
         Ok(())
     }
 
+    fn build_from_sql(
+        &self,
+        sql: &str,
+        frames: &HashMap<String, DataFrame>,
+    ) -> Result<(DataFrame, TableFiles, SilverTableReport), SilverError> {
+        let frame = Rules { name: self.name }.run_sql(sql, frames)?;
+        let (files, rows) = self.write(&frame, &self.folder(ZONE), "part")?;
+        let report = SilverTableReport {
+            table: self.name.to_owned(),
+            source: "sql".to_owned(),
+            rows,
+            ..SilverTableReport::default()
+        };
+        let files = TableFiles {
+            source: "sql".to_owned(),
+            files,
+            rows,
+            quarantine_files: Vec::new(),
+            quarantined: 0,
+            reasons: BTreeMap::new(),
+        };
+        Ok((frame, files, report))
+    }
+
+    fn write(&self, frame: &DataFrame, folder: &str, prefix: &'static str) -> Result<(Vec<String>, u64), SilverError> {
+        let mut frame = frame.clone();
+        let batches = frame::from_polars(&mut frame).map_err(|e: FrameError| self.engine_error(e))?;
+        let schema = match batches.first() {
+            Some(batch) => batch.schema(),
+            None => frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?,
+        };
+        let mut writer =
+            PartWriter::new(self.lake, folder.to_owned(), schema, 8 << 20, table_properties()).with_prefix(prefix);
+        for batch in &batches {
+            writer.write(batch)?;
+        }
+        if batches.is_empty() {
+            // An empty table is still a table: one file with its schema.
+            writer.write(&RecordBatch::new_empty(frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?))?;
+        }
+        Ok(writer.finish()?)
+    }
+}
+
+/// The relational rules of one table, apart from any data: the checks
+/// `host validate` runs on empty frames are the ones a run applies.
+struct Rules<'a> {
+    name: &'a str,
+}
+
+impl Rules<'_> {
+    fn engine_error(&self, e: impl std::fmt::Display) -> SilverError {
+        SilverError::Engine { table: self.name.to_owned(), message: e.to_string() }
+    }
+
     /// Reasons for the relational checks; returns (kept, rejected).
     fn relational(
         &self,
@@ -581,54 +692,16 @@ impl TableBuilder<'_> {
         ))
     }
 
-    fn build_from_sql(
-        &self,
-        sql: &str,
-        frames: &HashMap<String, DataFrame>,
-    ) -> Result<(DataFrame, TableFiles, SilverTableReport), SilverError> {
+    /// Runs a `sql` table's query over the tables built before it.
+    fn run_sql(&self, sql: &str, frames: &HashMap<String, DataFrame>) -> Result<DataFrame, SilverError> {
         let mut context = polars::sql::SQLContext::new();
         for (name, frame) in frames {
             context.register(name, frame.clone().lazy());
         }
-        let frame = context
+        context
             .execute(sql)
             .and_then(LazyFrame::collect)
-            .map_err(|e| SilverError::Config(format!("silver.tables.{}.sql: {e}", self.name)))?;
-        let (files, rows) = self.write(&frame, &self.folder(ZONE), "part")?;
-        let report = SilverTableReport {
-            table: self.name.to_owned(),
-            source: "sql".to_owned(),
-            rows,
-            ..SilverTableReport::default()
-        };
-        let files = TableFiles {
-            source: "sql".to_owned(),
-            files,
-            rows,
-            quarantine_files: Vec::new(),
-            quarantined: 0,
-            reasons: BTreeMap::new(),
-        };
-        Ok((frame, files, report))
-    }
-
-    fn write(&self, frame: &DataFrame, folder: &str, prefix: &'static str) -> Result<(Vec<String>, u64), SilverError> {
-        let mut frame = frame.clone();
-        let batches = frame::from_polars(&mut frame).map_err(|e: FrameError| self.engine_error(e))?;
-        let schema = match batches.first() {
-            Some(batch) => batch.schema(),
-            None => frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?,
-        };
-        let mut writer =
-            PartWriter::new(self.lake, folder.to_owned(), schema, 8 << 20, table_properties()).with_prefix(prefix);
-        for batch in &batches {
-            writer.write(batch)?;
-        }
-        if batches.is_empty() {
-            // An empty table is still a table: one file with its schema.
-            writer.write(&RecordBatch::new_empty(frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?))?;
-        }
-        Ok(writer.finish()?)
+            .map_err(|e| SilverError::Config(format!("silver.tables.{}.sql: {e}", self.name)))
     }
 }
 

@@ -1,0 +1,39 @@
+//! "Did you mean": the nearest of some names to a misspelt one.
+
+/// The candidate closest to `name` by edit distance, if it is close enough
+/// to be a likely typo (at most 2 edits, or a third of the name).
+pub(crate) fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .min()
+        .filter(|(distance, _)| *distance <= 2.max(name.len() / 3))
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_their_name_and_strangers_find_none() {
+        assert_eq!(nearest("sourcse", ["lake", "sources", "silver"]), Some("sources"));
+        assert_eq!(nearest("stock-staus", ["rfm", "stock-status"]), Some("stock-status"));
+        assert_eq!(nearest("zzz", ["lake", "sources"]), None);
+    }
+}

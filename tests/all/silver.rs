@@ -288,3 +288,29 @@ fn silver_is_the_same_on_a_local_lake_and_on_hdfs() {
         assert_eq!(reasons(&local, table), reasons(&hdfs, table), "{table}");
     }
 }
+
+#[test]
+fn hive_ddl_describes_the_committed_silver_tables() {
+    let sources = hand_made_sources();
+    let (dir, url) = local_lake();
+    let plugins = plugins_folder();
+    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+    assert!(output.status.success(), "{}", text(&output).1);
+    let pipeline = medallion_tests::repo_root().join("pipeline.yaml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["hive-ddl", &arg(&pipeline), "--set", &format!("lake={url}"), "--set"])
+        .arg(format!("sources.dir={}", sources.path().display()))
+        .env("XDG_CACHE_HOME", shared_home())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(output.status.success(), "{}", text(&output).1);
+    let ddl = text(&output).0;
+    let run = silver_manifest(&Lake::open(&url).unwrap_or_else(|e| panic!("{e}"))).run_id;
+    assert!(ddl.contains("CREATE DATABASE IF NOT EXISTS silver;"), "{ddl}");
+    let items = format!(
+        "CREATE EXTERNAL TABLE silver.fact_order_items (\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)\nSTORED AS PARQUET\nLOCATION 'file://{}/silver/fact_order_items/current/run={run}';",
+        dir.path().display()
+    );
+    assert!(ddl.contains(&items), "{ddl}");
+    assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 6, "{ddl}");
+}

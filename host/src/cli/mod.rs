@@ -41,6 +41,11 @@ enum Command {
     /// Example: host run pipeline.yaml --ingest-date 2026-11-24
     /// Example: host run pipeline.yaml --from gold     (recompute Gold from the current Silver)
     Run(run::Run),
+    /// Print Hive DDL (CREATE EXTERNAL TABLE ... STORED AS PARQUET LOCATION ...)
+    /// for the committed Silver tables, for Hive, Spark or Trino.
+    ///
+    /// Example: host hive-ddl pipeline.yaml --database silver | beeline -u jdbc:hive2://hive:10000
+    HiveDdl(run::HiveDdl),
     /// Show the run log kept in the Gold store.
     ///
     /// Example: host runs pipeline.yaml --limit 5
@@ -76,6 +81,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Validate(args) => run::validate(args),
         Command::Run(args) => run::run(args),
         Command::Runs(args) => run::runs(args),
+        Command::HiveDdl(args) => run::hive_ddl(args),
     };
     match result {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

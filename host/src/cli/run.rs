@@ -517,3 +517,25 @@ pub(crate) fn runs(args: Runs) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Arguments of `host hive-ddl`.
+#[derive(Debug, Args)]
+pub(crate) struct HiveDdl {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The Hive database to create the tables in.
+    #[arg(long, default_value = "silver")]
+    database: String,
+}
+
+pub(crate) fn hive_ddl(args: HiveDdl) -> Result<(), Failure> {
+    let plan = plan(&args.pipeline)?;
+    let lake = medallion_host::lake::Lake::open(&plan.lake)
+        .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    let ddl = silver::hive_ddl(&lake, &args.database).map_err(|e| match e {
+        SilverError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
+        other => Failure::config(other.to_string()),
+    })?;
+    print!("{ddl}");
+    Ok(())
+}

@@ -113,7 +113,14 @@ pub fn compute(
     let started = Instant::now();
     let mut frames: HashMap<String, DataFrame> = HashMap::new();
     for read in &needed {
-        let batches = read_parallel(lake, &manifest.tables[read].files, options.workers)?;
+        // Only the columns some Gold query names (all of them for a `*`).
+        let queries: Vec<&str> = spec
+            .tables
+            .values()
+            .filter(|t| spec.reads(t, std::iter::once(read)).contains(read))
+            .map(|t| t.sql.as_str())
+            .collect();
+        let batches = read_parallel(lake, &manifest.tables[read].files, options.workers, &queries)?;
         let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| Arc::new(Schema::empty()));
         let frame = frame::to_polars(&schema, &batches)
             .map_err(|e| GoldError::Engine { table: read.clone(), message: e.to_string() })?;
@@ -165,6 +172,22 @@ pub fn compute(
     Ok((tables, reports))
 }
 
+/// The columns of `schema` that appear as words in `queries`, or `None`
+/// (every column) when a query selects `*` or names none of them.
+fn named_columns(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
+    if queries.iter().any(|q| q.contains('*') && q.replace("(*)", "").contains('*')) {
+        return None;
+    }
+    let words: std::collections::HashSet<&str> = queries
+        .iter()
+        .flat_map(|q| q.split(|c: char| !(c.is_alphanumeric() || c == '_')))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let named: Vec<String> =
+        schema.fields().iter().map(|f| f.name().clone()).filter(|name| words.contains(name.as_str())).collect();
+    (!named.is_empty()).then_some(named)
+}
+
 /// One Gold table computed, or why not.
 type Computed = Result<(GoldTable, GoldTableReport), GoldError>;
 
@@ -173,9 +196,15 @@ type RowGroupRead = Result<Vec<RecordBatch>, LakeError>;
 
 /// Reads Parquet files whole, their row groups spread over `workers` threads,
 /// in file order.
-fn read_parallel(lake: &Lake, files: &[String], workers: usize) -> Result<Vec<RecordBatch>, GoldError> {
+fn read_parallel(
+    lake: &Lake,
+    files: &[String],
+    workers: usize,
+    queries: &[&str],
+) -> Result<Vec<RecordBatch>, GoldError> {
     let table = crate::lake::ParquetTable::open(lake, files, Arc::new(Schema::empty()))?;
     let groups = table.row_groups();
+    let columns = named_columns(table.schema(), queries);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let parts: std::sync::Mutex<Vec<Option<RowGroupRead>>> =
         std::sync::Mutex::new((0..groups.len()).map(|_| None).collect());
@@ -185,7 +214,9 @@ fn read_parallel(lake: &Lake, files: &[String], workers: usize) -> Result<Vec<Re
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(group) = groups.get(index) else { break };
-                    let batches = table.read(lake, group, 1 << 20).and_then(|batches| batches.collect());
+                    let batches = table
+                        .read_columns(lake, group, 1 << 20, columns.as_deref())
+                        .and_then(|batches| batches.collect());
                     parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(batches);
                 }
             });

@@ -191,11 +191,19 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Days since 1970-01-01 as `YYYY-MM-DD`.
+/// Days since 1970-01-01 as `YYYY-MM-DD` (Howard Hinnant's civil-from-days;
+/// this runs for every date cell of a Gold load).
 pub fn iso_date(days: i32) -> String {
-    chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| days.to_string())
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Checks that every column of every table has a type Gold stores.
@@ -216,4 +224,17 @@ pub fn check_types(tables: &[GoldTable], store: &str) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_date;
+
+    #[test]
+    fn dates_print_as_iso() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(19_782), "2024-02-29");
+        assert_eq!(iso_date(-1), "1969-12-31");
+        assert_eq!(iso_date(10_957), "2000-01-01");
+    }
 }

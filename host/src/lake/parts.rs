@@ -172,18 +172,34 @@ impl ParquetTable {
         group: &RowGroup,
         batch_rows: usize,
     ) -> Result<impl Iterator<Item = Result<RecordBatch, LakeError>> + use<>, LakeError> {
+        self.read_columns(lake, group, batch_rows, None)
+    }
+
+    /// Reads one row group, only `columns` (all when `None`).
+    pub fn read_columns(
+        &self,
+        lake: &Lake,
+        group: &RowGroup,
+        batch_rows: usize,
+        columns: Option<&[String]>,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, LakeError>> + use<>, LakeError> {
         let error = |e: &dyn std::fmt::Display| LakeError::Parquet {
             url: lake.url().to_owned(),
             path: group.file.clone(),
             message: e.to_string(),
         };
         let bytes = self.files.iter().find(|(f, _)| *f == group.file).map(|(_, b)| b.clone()).unwrap_or_default();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| error(&e))?
-            .with_row_groups(vec![group.index])
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| error(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| error(&e))?;
+        let builder = match columns {
+            Some(names) => {
+                let mask =
+                    parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), names.iter().map(String::as_str));
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        let reader =
+            builder.with_row_groups(vec![group.index]).with_batch_size(batch_rows).build().map_err(|e| error(&e))?;
         let (url, path) = (lake.url().to_owned(), group.file.clone());
         Ok(reader.map(move |batch| {
             batch.map_err(|e| LakeError::Parquet { url: url.clone(), path: path.clone(), message: e.to_string() })

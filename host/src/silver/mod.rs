@@ -781,7 +781,13 @@ pub fn hive_ddl(lake: &Lake, database: &str) -> Result<String, SilverError> {
 /// The lake's URL as Hive wants a location: a scheme always.
 fn lake_location(url: &str) -> String {
     let url = url.trim_end_matches('/');
-    if url.contains("://") { url.to_owned() } else { format!("file://{url}") }
+    if url.contains("://") {
+        return url.to_owned();
+    }
+    // A path: absolute, as a location read by another program must be.
+    let absolute = std::path::absolute(url).unwrap_or_else(|_| std::path::PathBuf::from(url));
+    let absolute = absolute.to_string_lossy();
+    format!("file://{}", absolute.trim_start_matches("./").replace("/./", "/"))
 }
 
 fn hive_type(data_type: &DataType) -> &'static str {

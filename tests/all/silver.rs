@@ -136,14 +136,34 @@ fn local_lake() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
+/// The repository's pipeline run once on the hand-made sources, into a
+/// fresh local lake.
+struct HandMadeRun {
+    sources: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    url: String,
+    output: Output,
+}
+
+impl HandMadeRun {
+    fn new() -> Self {
+        let sources = hand_made_sources();
+        let (dir, url) = local_lake();
+        let plugins = plugins_folder();
+        let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+        assert!(output.status.success(), "{}", text(&output).1);
+        HandMadeRun { sources, dir, url, output }
+    }
+
+    fn lake(&self) -> Lake {
+        Lake::open(&self.url).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 #[test]
 fn every_rule_on_hand_made_rows() {
-    let sources = hand_made_sources();
-    let (_dir, url) = local_lake();
-    let plugins = plugins_folder();
-    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
-    assert!(output.status.success(), "{}", text(&output).1);
-    let lake = Lake::open(&url).unwrap_or_else(|e| panic!("{e}"));
+    let run = HandMadeRun::new();
+    let (output, lake) = (&run.output, run.lake());
 
     // The first of two rows with the same key wins; 2023-02-30 is no date,
     // so it becomes null (and is counted); `x7` is no integer, so its key is null.
@@ -198,7 +218,7 @@ fn every_rule_on_hand_made_rows() {
     assert_eq!(silver_rows(&lake, "dim_date"), ["2024-01-01|2024|1|1|1|1", "2024-01-03|2024|1|3|1|1"]);
 
     // The report says the same, and counts the value that became null.
-    let stdout = text(&output).0;
+    let stdout = text(output).0;
     assert!(stdout.contains("quarantine dim_customers"), "{stdout}");
     let manifest = silver_manifest(&lake);
     let quarantine = &manifest.tables["dim_customers"].quarantine_files;
@@ -207,12 +227,8 @@ fn every_rule_on_hand_made_rows() {
 
 #[test]
 fn quarantine_keeps_the_original_values_the_reason_and_the_position() {
-    let sources = hand_made_sources();
-    let (_dir, url) = local_lake();
-    let plugins = plugins_folder();
-    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
-    assert!(output.status.success(), "{}", text(&output).1);
-    let lake = Lake::open(&url).unwrap_or_else(|e| panic!("{e}"));
+    let run = HandMadeRun::new();
+    let lake = run.lake();
     let manifest = silver_manifest(&lake);
     let files = &manifest.tables["dim_customers"].quarantine_files;
     let read = |kind: &str| {
@@ -291,11 +307,8 @@ fn silver_is_the_same_on_a_local_lake_and_on_hdfs() {
 
 #[test]
 fn hive_ddl_describes_the_committed_silver_tables() {
-    let sources = hand_made_sources();
-    let (dir, url) = local_lake();
-    let plugins = plugins_folder();
-    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
-    assert!(output.status.success(), "{}", text(&output).1);
+    let run = HandMadeRun::new();
+    let (sources, dir, url) = (&run.sources, &run.dir, &run.url);
     let pipeline = medallion_tests::repo_root().join("pipeline.yaml");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["hive-ddl", &arg(&pipeline), "--set", &format!("lake={url}"), "--set"])
@@ -305,7 +318,7 @@ fn hive_ddl_describes_the_committed_silver_tables() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(output.status.success(), "{}", text(&output).1);
     let ddl = text(&output).0;
-    let run = silver_manifest(&Lake::open(&url).unwrap_or_else(|e| panic!("{e}"))).run_id;
+    let run = silver_manifest(&Lake::open(url).unwrap_or_else(|e| panic!("{e}"))).run_id;
     assert!(ddl.contains("CREATE DATABASE IF NOT EXISTS silver;"), "{ddl}");
     let items = format!(
         "CREATE EXTERNAL TABLE silver.fact_order_items (\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)\nSTORED AS PARQUET\nLOCATION 'file://{}/silver/fact_order_items/current/run={run}';",

@@ -100,14 +100,8 @@ mod tests {
     }
 
     fn ranks(batches: Vec<RecordBatch>) -> Vec<i64> {
-        let mut plugin = CategoryRank::new("{}").unwrap();
-        let mut out = Emitter::default();
-        for batch in batches {
-            plugin.push("in", batch, &mut out).unwrap();
-        }
-        plugin.finish(&mut out).unwrap();
-        out.batches("out")
-            .iter()
+        let out = medallion_sdk::run_natively::<CategoryRank>("{}", batches).unwrap();
+        out.iter()
             .flat_map(|b| {
                 b.column_by_name("revenue_rank_in_category").unwrap().as_primitive::<Int64Type>().values().to_vec()
             })

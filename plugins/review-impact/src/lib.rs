@@ -156,14 +156,9 @@ mod tests {
     }
 
     fn run(batches: Vec<RecordBatch>) -> Vec<(f64, f64, String)> {
-        let mut plugin = ReviewImpact::new(r#"{"prior_weight": 2}"#).unwrap();
-        let mut out = Emitter::default();
-        for batch in batches {
-            plugin.push("in", batch, &mut out).unwrap();
-        }
-        plugin.finish(&mut out).unwrap();
+        let out = medallion_sdk::run_natively::<ReviewImpact>(r#"{"prior_weight": 2}"#, batches).unwrap();
         let mut rows = Vec::new();
-        for batch in out.batches("out") {
+        for batch in &out {
             let score = batch.column_by_name("review_score").unwrap().as_primitive::<Float64Type>();
             let share = batch.column_by_name("negative_share").unwrap().as_primitive::<Float64Type>();
             let class = batch.column_by_name("impact_class").unwrap().as_string::<i32>();

@@ -170,14 +170,9 @@ mod tests {
     }
 
     fn run(config: &str, batches: Vec<RecordBatch>) -> Vec<(i64, String, String)> {
-        let mut plugin = Rfm::new(config).unwrap();
-        let mut out = Emitter::default();
-        for batch in batches {
-            plugin.push("in", batch, &mut out).unwrap();
-        }
-        plugin.finish(&mut out).unwrap();
+        let out = medallion_sdk::run_natively::<Rfm>(config, batches).unwrap();
         let mut rows = Vec::new();
-        for batch in out.batches("out") {
+        for batch in &out {
             let recency = batch.column_by_name("recency_days").unwrap().as_primitive::<Int64Type>();
             let score = batch.column_by_name("rfm_score").unwrap().as_string::<i32>();
             let segment = batch.column_by_name("segment").unwrap().as_string::<i32>();

@@ -129,14 +129,9 @@ mod tests {
     }
 
     fn run(batches: Vec<RecordBatch>) -> Vec<(Option<f64>, Option<f64>)> {
-        let mut plugin = SalesTrend::new("{}").unwrap();
-        let mut out = Emitter::default();
-        for batch in batches {
-            plugin.push("in", batch, &mut out).unwrap();
-        }
-        plugin.finish(&mut out).unwrap();
+        let out = medallion_sdk::run_natively::<SalesTrend>("{}", batches).unwrap();
         let mut rows = Vec::new();
-        for batch in out.batches("out") {
+        for batch in &out {
             let avg = batch.column_by_name("revenue_7d_avg").unwrap().as_primitive::<Float64Type>();
             let growth = batch.column_by_name("revenue_growth_pct").unwrap().as_primitive::<Float64Type>();
             for i in 0..batch.num_rows() {

@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing under `host/` names a business column;
 //! the e-commerce knowledge lives in `pipeline.yaml` and `plugins/`.
 
+pub mod cancel;
 pub mod frame;
 pub mod gold;
 pub mod lake;

@@ -291,3 +291,64 @@ fn a_config_the_plugin_refuses_is_pointed_at() {
 fn a_silver_key_that_is_not_a_column_is_pointed_at() {
     fails_with(&validate_edited("key: order_item_id", "key: order_item"), 2, "no column `order_item` after cleaning");
 }
+
+#[test]
+fn ctrl_c_stops_the_run_publishes_nothing_and_frees_the_lake() {
+    use std::io::{BufRead, BufReader};
+    let sources = temp_dir();
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
+    let generated = host_env(
+        &["gen-data", "--scale", "0.05", "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+        &[],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    let lake = temp_dir();
+    let plugins = medallion_tests::plugins_folder();
+    let gold = format!("sqlite:{}/gold.db", arg(lake.path()));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+    command
+        .args(["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"])
+        .env("XDG_CACHE_HOME", shared_home())
+        .env("RUST_LOG", "info")
+        .env("MEDALLION_SOURCES", sources.path())
+        .env("MEDALLION_LAKE", lake.path())
+        .env("MEDALLION_PLUGINS", plugins.path())
+        .env("MEDALLION_GOLD", &gold)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let mut log = String::new();
+    let mut sent = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+        if !sent && line.contains("landed in bronze") {
+            let pid = child.id().to_string();
+            let killed = std::process::Command::new("kill").args(["-INT", &pid]).status();
+            assert!(killed.is_ok_and(|s| s.success()), "kill -INT failed");
+            sent = true;
+        }
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("interrupted (Ctrl-C): the run stopped and published nothing"), "{log}");
+    assert!(!lake.path().join("_locks/run.lock").exists(), "the lock must be released");
+    assert!(!lake.path().join("silver/_commits/current.json").exists(), "Silver must not be published");
+    let env = [
+        ("MEDALLION_SOURCES", arg(sources.path())),
+        ("MEDALLION_LAKE", arg(lake.path())),
+        ("MEDALLION_PLUGINS", arg(plugins.path())),
+        ("MEDALLION_GOLD", gold.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert!(runs[0]["error"].as_str().is_some_and(|e| e.contains("interrupted")), "{runs}");
+
+    // The next run starts at once and publishes everything.
+    let again = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
+    assert!(again.status.success(), "{}", text(&again).1);
+    assert!(lake.path().join("silver/_commits/current.json").is_file());
+}

@@ -127,6 +127,7 @@ pub(crate) fn land_bronze(
     let report = ingest(&run.lake, sources, &options).map_err(|e| match e {
         IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
         IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
+        IngestError::Interrupted(e) => Failure { exit: Exit::Interrupted, message: e.to_string() },
     })?;
     let seconds = started.elapsed().as_secs_f64();
     println!("{:<20} {:>12} {:>12} {:>10}", "TABLE", "ROWS", "QUARANTINED", "MB READ");

@@ -69,11 +69,14 @@ pub(crate) enum Exit {
     Plugin = 4,
     /// The lake or the Gold store refused an operation.
     Store = 5,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    stop_on_ctrl_c();
     let result = match cli.command {
         Command::Plugins(command) => plugins::run(command),
         Command::GenData(args) => data::gen_data(args),
@@ -107,6 +110,23 @@ impl From<PluginError> for Failure {
 impl Failure {
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Failure { exit: Exit::Config, message: message.into() }
+    }
+}
+
+/// The first Ctrl-C asks the run to stop at its next batch or table (it then
+/// publishes nothing and releases the lake); a second one ends the process
+/// at once, which publishes nothing either.
+fn stop_on_ctrl_c() {
+    let handled = ctrlc::set_handler(|| {
+        if medallion_host::cancel::requested() {
+            eprintln!("\nstopped at once");
+            std::process::exit(Exit::Interrupted as i32);
+        }
+        eprintln!("\nstopping: nothing of this run will be published (Ctrl-C again to stop at once)");
+        medallion_host::cancel::request();
+    });
+    if let Err(e) = handled {
+        tracing::debug!("Ctrl-C is not handled: {e}");
     }
 }
 

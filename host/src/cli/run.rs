@@ -281,6 +281,7 @@ fn build_gold(
             GoldError::Config(_) => Exit::Config,
             GoldError::Plugin { .. } | GoldError::Engine { .. } => Exit::Plugin,
             GoldError::Lake(_) => Exit::Store,
+            GoldError::Interrupted(_) => Exit::Interrupted,
         };
         Failure { exit, message: e.to_string() }
     })?;
@@ -299,6 +300,9 @@ fn build_gold(
     record.status = "succeeded".to_owned();
     record.ended_at = Some(rfc3339(now_micros()));
     record.tables = done.iter().flat_map(|s| s.run_tables.clone()).chain(run_tables.iter().cloned()).collect();
+    if medallion_host::cancel::requested() {
+        return Err(Failure { exit: Exit::Interrupted, message: medallion_host::cancel::Interrupted.to_string() });
+    }
     store.publish(&tables, record).map_err(store_failure)?;
     let seconds = started.elapsed().as_secs_f64();
     println!("{:<28} {:>12} {:>8}  PLUGIN", "TABLE", "ROWS", "SECONDS");
@@ -360,6 +364,7 @@ fn build_silver(
             SilverError::Plugin { .. } => Exit::Plugin,
             SilverError::Lake(_) => Exit::Store,
             SilverError::Engine { .. } | SilverError::Conservation { .. } => Exit::Plugin,
+            SilverError::Interrupted(_) => Exit::Interrupted,
         };
         Failure { exit, message: e.to_string() }
     })?;

@@ -78,6 +78,9 @@ pub enum GoldError {
     /// The lake failed.
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// A stop was asked for.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
 }
 
 /// Computes every Gold table from the committed Silver. Publishing is the
@@ -143,6 +146,11 @@ pub fn compute(
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(name) = names.get(index) else { break };
+                    if crate::cancel::requested() {
+                        let interrupted = Err(GoldError::Interrupted(crate::cancel::Interrupted));
+                        results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(interrupted);
+                        continue;
+                    }
                     let table = &spec.tables[*name];
                     let started = Instant::now();
                     let reads = spec.reads(table, silver.tables.keys());
@@ -162,6 +170,7 @@ pub fn compute(
             });
         }
     });
+    crate::cancel::check()?;
     let mut tables = Vec::new();
     let mut reports = Vec::new();
     for result in results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten() {

@@ -119,6 +119,9 @@ pub enum IngestError {
     /// The lake refused a write.
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// A stop was asked for.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
 }
 
 /// Lands every source as a Bronze table for `options.ingest_date` and commits
@@ -156,6 +159,7 @@ pub fn ingest(lake: &Lake, sources: &[SourceSpec], options: &IngestOptions) -> R
         report.tables.push(table_report);
     }
     report.tables.sort_by(|a, b| a.table.cmp(&b.table));
+    crate::cancel::check()?;
     let manifest =
         Manifest { run_id: options.run_id.clone(), committed_at: rfc3339(options.ingested_at_micros), tables };
     manifest.commit(lake, "bronze", &partition)?;
@@ -186,6 +190,9 @@ fn land(
             let mut bad = Vec::new();
             let mut progress = Progress::new(table, size);
             while let Some(batch) = source.next_batch()? {
+                if crate::cancel::requested() {
+                    break;
+                }
                 bad.extend(source.take_bad_records());
                 progress.batch(batch.num_rows(), source.bytes_read());
                 if sender.send(batch).is_err() {
@@ -206,6 +213,7 @@ fn land(
         (read, written)
     });
     written?;
+    crate::cancel::check()?;
     let (bad, bytes_read) = read?;
     let (files, rows) = writer.finish()?;
     let quarantined = bad.len() as u64;

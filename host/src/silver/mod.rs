@@ -140,6 +140,9 @@ pub enum SilverError {
         /// What failed.
         message: String,
     },
+    /// A stop was asked for.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
     /// Rows were lost or made up.
     #[error("silver table `{table}`: counts do not add up: {detail}")]
     Conservation {
@@ -172,6 +175,7 @@ pub fn build(
     let mut manifest =
         Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
     for (position, name) in order.iter().enumerate() {
+        crate::cancel::check()?;
         let table = &spec.tables[name];
         let started = Instant::now();
         let builder = TableBuilder { lake, name, options };
@@ -202,6 +206,7 @@ pub fn build(
         // Keep a frame only while a later table reads it.
         frames.retain(|kept, _| last_read.get(kept).is_some_and(|&last| last > position));
     }
+    crate::cancel::check()?;
     manifest.committed_at = crate::lake::rfc3339(now_micros());
     manifest.commit(lake, ZONE, PARTITION)?;
     Ok(report)
@@ -424,6 +429,7 @@ impl TableBuilder<'_> {
                             let mut ported = Ported::default();
                             let mut position = group.offset;
                             for batch in input.read(self.lake, group, self.options.batch_rows)? {
+                                crate::cancel::check()?;
                                 let batch = with_positions(&batch?, &data_columns, position)
                                     .map_err(|e| self.engine_error(e))?;
                                 position += batch.num_rows() as u64;

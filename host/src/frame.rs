@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, make_array};
 use arrow_schema::{Field, Schema};
-use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, PolarsError, PolarsResult, Series};
+use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, PolarsError, Series};
 use polars_arrow::ffi as pffi;
 
 /// A batch conversion that failed (a type one side does not know).
@@ -123,11 +123,6 @@ pub fn arrow_schema(frame: &DataFrame) -> Result<Arc<Schema>, FrameError> {
         fields.push(Field::try_from(&c_schema)?);
     }
     Ok(Arc::new(Schema::new(fields)))
-}
-
-/// Rows of a frame, or of nothing (zero).
-pub fn height(frame: &PolarsResult<DataFrame>) -> usize {
-    frame.as_ref().map(DataFrame::height).unwrap_or(0)
 }
 
 #[cfg(test)]

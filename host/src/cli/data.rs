@@ -152,14 +152,7 @@ pub(crate) fn land_bronze(
         run_tables: report
             .tables
             .iter()
-            .map(|t| RunTable {
-                stage: "bronze".to_owned(),
-                table: t.table.clone(),
-                rows: t.rows,
-                quarantined: t.quarantined,
-                reasons: serde_json::json!({}),
-                plugin: serde_json::Value::Null,
-            })
+            .map(|t| RunTable { quarantined: t.quarantined, ..RunTable::new("bronze", &t.table, t.rows) })
             .collect(),
     })
 }

@@ -289,12 +289,8 @@ fn build_gold(
     let run_tables: Vec<RunTable> = reports
         .iter()
         .map(|t| RunTable {
-            stage: "gold".to_owned(),
-            table: t.table.clone(),
-            rows: t.rows,
-            quarantined: 0,
-            reasons: serde_json::json!({}),
             plugin: serde_json::to_value(&t.plugin).unwrap_or_default(),
+            ..RunTable::new("gold", &t.table, t.rows)
         })
         .collect();
     record.status = "succeeded".to_owned();
@@ -381,12 +377,10 @@ fn build_silver(
             .tables
             .iter()
             .map(|t| RunTable {
-                stage: "silver".to_owned(),
-                table: t.table.clone(),
-                rows: t.rows,
                 quarantined: t.quarantined,
                 reasons: serde_json::to_value(&t.reasons).unwrap_or_default(),
                 plugin: serde_json::to_value(&t.plugin).unwrap_or_default(),
+                ..RunTable::new("silver", &t.table, t.rows)
             })
             .collect(),
     })

@@ -187,11 +187,7 @@ fn named_columns(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
     if queries.iter().any(|q| q.contains('*') && q.replace("(*)", "").contains('*')) {
         return None;
     }
-    let words: std::collections::HashSet<&str> = queries
-        .iter()
-        .flat_map(|q| q.split(|c: char| !(c.is_alphanumeric() || c == '_')))
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: std::collections::BTreeSet<&str> = queries.iter().flat_map(|q| crate::pipeline::sql_words(q)).collect();
     let named: Vec<String> =
         schema.fields().iter().map(|f| f.name().clone()).filter(|name| words.contains(name.as_str())).collect();
     (!named.is_empty()).then_some(named)

@@ -63,6 +63,20 @@ pub struct RunTable {
     pub plugin: serde_json::Value,
 }
 
+impl RunTable {
+    /// A table of `stage` with no quarantine and no plugin, to fill in.
+    pub fn new(stage: &str, table: &str, rows: u64) -> Self {
+        RunTable {
+            stage: stage.to_owned(),
+            table: table.to_owned(),
+            rows,
+            quarantined: 0,
+            reasons: serde_json::json!({}),
+            plugin: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A store that refused an operation.
 #[derive(Debug, thiserror::Error)]
 #[error("gold store {store}: {message}")]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use interpolate::{Unset, interpolate};
-pub use stages::{GoldSpec, GoldTableSpec, ParentSpec, PluginStep, SilverSpec, SilverTableSpec};
+pub use stages::{GoldSpec, GoldTableSpec, ParentSpec, PluginStep, SilverSpec, SilverTableSpec, sql_words};
 
 use crate::lake::SourceSpec;
 use crate::plugin::Limits;

@@ -135,8 +135,7 @@ impl SilverSpec {
         let Some(table) = self.tables.get(name) else { return Vec::new() };
         let mut reads: Vec<String> = table.parents.iter().map(|p| p.table.clone()).collect();
         if let Some(sql) = &table.sql {
-            let words: BTreeSet<&str> =
-                sql.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+            let words = sql_words(sql);
             reads.extend(self.tables.keys().filter(|t| *t != name && words.contains(t.as_str())).cloned());
         }
         reads
@@ -180,8 +179,13 @@ pub struct GoldTableSpec {
 impl GoldSpec {
     /// The Silver tables a Gold table's SQL names.
     pub fn reads<'a>(&self, table: &GoldTableSpec, silver: impl Iterator<Item = &'a String>) -> Vec<String> {
-        let words: BTreeSet<&str> =
-            table.sql.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+        let words = sql_words(&table.sql);
         silver.filter(|t| words.contains(t.as_str())).cloned().collect()
     }
+}
+
+/// The identifiers a SQL text mentions (table and column names among them):
+/// what tells which tables a step reads and which columns it needs.
+pub fn sql_words(sql: &str) -> BTreeSet<&str> {
+    sql.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect()
 }

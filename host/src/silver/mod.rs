@@ -304,7 +304,7 @@ impl TableBuilder<'_> {
     }
 
     fn engine_error(&self, e: impl std::fmt::Display) -> SilverError {
-        SilverError::Engine { table: self.name.to_owned(), message: e.to_string() }
+        Rules { name: self.name }.engine_error(e)
     }
 
     fn build_from_bronze(
@@ -579,14 +579,14 @@ impl TableBuilder<'_> {
             Some(batch) => batch.schema(),
             None => frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?,
         };
-        let mut writer =
-            PartWriter::new(self.lake, folder.to_owned(), schema, 8 << 20, table_properties()).with_prefix(prefix);
+        let mut writer = PartWriter::new(self.lake, folder.to_owned(), schema.clone(), 8 << 20, table_properties())
+            .with_prefix(prefix);
         for batch in &batches {
             writer.write(batch)?;
         }
         if batches.is_empty() {
             // An empty table is still a table: one file with its schema.
-            writer.write(&RecordBatch::new_empty(frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?))?;
+            writer.write(&RecordBatch::new_empty(schema))?;
         }
         Ok(writer.finish()?)
     }

@@ -13,14 +13,14 @@ use medallion_tests::{artifacts, copy_plugin, plugins_folder, repo_root, temp_di
 use crate::util::{arg, shared_home, text};
 
 /// Sources, a lake and a plugins folder for one test.
-struct Setup {
+pub(crate) struct Setup {
     sources: tempfile::TempDir,
-    lake: tempfile::TempDir,
+    pub(crate) lake: tempfile::TempDir,
     plugins: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new(scale: &str) -> Self {
+    pub(crate) fn new(scale: &str) -> Self {
         let sources = temp_dir();
         let catalogue = repo_root().join("seed/products_data.db");
         let generated = crate::util::host(
@@ -31,11 +31,11 @@ impl Setup {
         Setup { sources, lake: temp_dir(), plugins: plugins_folder() }
     }
 
-    fn sqlite(&self) -> String {
+    pub(crate) fn sqlite(&self) -> String {
         format!("sqlite:{}", self.lake.path().join("gold.db").display())
     }
 
-    fn command(&self, args: &[&str], store: &str) -> Command {
+    pub(crate) fn command(&self, args: &[&str], store: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
         command
             .args(args)
@@ -49,11 +49,11 @@ impl Setup {
         command
     }
 
-    fn host(&self, args: &[&str], store: &str) -> Output {
+    pub(crate) fn host(&self, args: &[&str], store: &str) -> Output {
         self.command(args, store).output().unwrap_or_else(|e| panic!("cannot run host: {e}"))
     }
 
-    fn run(&self, extra: &[&str], store: &str) {
+    pub(crate) fn run(&self, extra: &[&str], store: &str) {
         let mut args = vec!["run"];
         args.extend(extra);
         let output = self.host(&args, store);

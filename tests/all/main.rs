@@ -1,5 +1,6 @@
 //! The end-to-end suite: one test binary, one module per concern.
 
+mod api;
 mod cli;
 mod faults;
 mod gold;

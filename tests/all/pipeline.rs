@@ -352,3 +352,98 @@ fn ctrl_c_stops_the_run_publishes_nothing_and_frees_the_lake() {
     assert!(again.status.success(), "{}", text(&again).1);
     assert!(lake.path().join("silver/_commits/current.json").is_file());
 }
+
+/// A running `host run` on a fresh lake, with its stderr read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    log: String,
+}
+
+impl Running {
+    fn start(env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+        command
+            .args(["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24", "--progress", "log"])
+            .env("XDG_CACHE_HOME", shared_home())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        Running { child, lines: std::io::BufReader::new(stderr).lines(), log: String::new() }
+    }
+
+    /// Reads the log until a line holds `text`.
+    fn wait_for(&mut self, text: &str) {
+        for line in self.lines.by_ref().map_while(Result::ok) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+            if line.contains(text) {
+                return;
+            }
+        }
+        panic!("the run ended before `{text}`:\n{}", self.log);
+    }
+}
+
+/// Sample sources and an empty lake, as environment variables for the
+/// repository's pipeline.
+fn fresh_lake(scale: &str) -> (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir, Vec<(String, String)>) {
+    let sources = temp_dir();
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
+    let generated = host_env(
+        &["gen-data", "--scale", scale, "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+        &[],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    let lake = temp_dir();
+    let plugins = medallion_tests::plugins_folder();
+    let env = vec![
+        ("MEDALLION_SOURCES".to_owned(), arg(sources.path())),
+        ("MEDALLION_LAKE".to_owned(), arg(lake.path())),
+        ("MEDALLION_PLUGINS".to_owned(), arg(plugins.path())),
+        ("MEDALLION_GOLD".to_owned(), format!("sqlite:{}/gold.db", arg(lake.path()))),
+    ];
+    (sources, lake, plugins, env)
+}
+
+#[test]
+fn a_second_run_on_the_same_lake_is_refused_while_the_first_goes_on() {
+    let (_sources, lake, _plugins, env) = fresh_lake("0.05");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut first = Running::start(&env);
+    first.wait_for("landed in bronze");
+    let second = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
+    fails_with(&second, 5, "is in use by run");
+    let status = first.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "the first run must finish: {}", first.log);
+    assert!(lake.path().join("silver/_commits/current.json").is_file());
+    assert!(!lake.path().join("_locks/run.lock").exists(), "the lock must be released");
+}
+
+#[test]
+fn a_killed_run_leaves_nothing_published_and_the_next_run_goes_through() {
+    let (_sources, lake, _plugins, env) = fresh_lake("0.05");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut run = Running::start(&env);
+    run.wait_for("landed in bronze");
+    run.child.kill().unwrap_or_else(|e| panic!("kill: {e}"));
+    let _ = run.child.wait();
+    assert!(lake.path().join("_locks/run.lock").exists(), "SIGKILL leaves the lock behind");
+    assert!(!lake.path().join("silver/_commits/current.json").exists(), "nothing is published");
+
+    let again = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("stale"), "the broken lock is reported: {stderr}");
+    assert!(stdout.contains("dm_sales_daily"), "{stdout}");
+    let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    assert_eq!(runs[1]["status"], "abandoned", "the killed run is marked: {runs}");
+}

@@ -3,7 +3,9 @@
 
 mod data;
 mod plugins;
+mod progress;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,9 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Progress: bars on a terminal, log lines every few seconds otherwise.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    progress: ProgressMode,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,10 +55,28 @@ enum Command {
     ///
     /// Example: host runs pipeline.yaml --limit 5
     Runs(run::Runs),
+    /// Serve Gold over HTTP: the reference API, OData v4 for Power BI, OpenAPI.
+    ///
+    /// Example: MEDALLION_JWT_SECRET=... host serve pipeline.yaml --listen 0.0.0.0:8080
+    /// Example: host serve pipeline.yaml --insecure-dev     (a development machine: user dev, password dev)
+    Serve(serve::Serve),
+    /// Print an argon2 hash of a password read from standard input, for server.users.
+    ///
+    /// Example: echo 'a long passphrase' | host hash-password
+    HashPassword(serve::HashPassword),
     /// Land a folder of sources in the lake's Bronze zone, for one ingest date.
     ///
     /// Example: host ingest --sources data/sources --lake data/lake --ingest-date 2026-11-24
     Ingest(data::Ingest),
+}
+
+/// How long work shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProgressMode {
+    /// Bars when standard error is a terminal, else log lines.
+    Auto,
+    /// Log lines every few seconds, also on a terminal.
+    Log,
 }
 
 /// Exit codes a scheduler can act on.
@@ -75,8 +98,11 @@ pub(crate) enum Exit {
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    stop_on_ctrl_c();
+    init_logging(cli.verbose, cli.progress);
+    stop_on_ctrl_c(match cli.command {
+        Command::Serve(_) => "stopping: finishing the requests in flight (Ctrl-C again to stop at once)",
+        _ => "stopping: nothing of this run will be published (Ctrl-C again to stop at once)",
+    });
     let result = match cli.command {
         Command::Plugins(command) => plugins::run(command),
         Command::GenData(args) => data::gen_data(args),
@@ -85,6 +111,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Runs(args) => run::runs(args),
         Command::HiveDdl(args) => run::hive_ddl(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::HashPassword(args) => serve::hash_password(args),
     };
     match result {
         Ok(()) => ExitCode::from(Exit::Ok as u8),
@@ -116,13 +144,13 @@ impl Failure {
 /// The first Ctrl-C asks the run to stop at its next batch or table (it then
 /// publishes nothing and releases the lake); a second one ends the process
 /// at once, which publishes nothing either.
-fn stop_on_ctrl_c() {
-    let handled = ctrlc::set_handler(|| {
+fn stop_on_ctrl_c(message: &'static str) {
+    let handled = ctrlc::set_handler(move || {
         if medallion_host::cancel::requested() {
             eprintln!("\nstopped at once");
             std::process::exit(Exit::Interrupted as i32);
         }
-        eprintln!("\nstopping: nothing of this run will be published (Ctrl-C again to stop at once)");
+        eprintln!("\n{message}");
         medallion_host::cancel::request();
     });
     if let Err(e) = handled {
@@ -130,7 +158,7 @@ fn stop_on_ctrl_c() {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, progress: ProgressMode) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -138,13 +166,15 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false)
-        .init();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(terminal).with_target(false);
+    if progress == ProgressMode::Auto && terminal {
+        let bars = progress::Bars::new();
+        medallion_host::progress::install(Box::new(bars.clone()));
+        logs.with_writer(bars).init();
+    } else {
+        logs.with_writer(std::io::stderr).init();
+    }
 }
 
 /// The plugins folder: `--dir`, else `$MEDALLION_PLUGINS`, else `dist/plugins`.

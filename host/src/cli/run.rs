@@ -55,8 +55,17 @@ pub(crate) struct Run {
 
 fn plan(args: &PipelineArgs) -> Result<Plan, Failure> {
     let spec = load(&args.file, &args.overrides, |name| std::env::var(name).ok()).map_err(config_failure)?;
-    let base = args.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    spec.plan(&args.file, base).map_err(config_failure)
+    spec.plan(&args.file, base_dir(&args.file)).map_err(config_failure)
+}
+
+/// The plan of a command that reads no source (`serve`, `runs`, `hive-ddl`).
+pub(crate) fn plan_without_sources(args: &PipelineArgs) -> Result<Plan, Failure> {
+    let spec = load(&args.file, &args.overrides, |name| std::env::var(name).ok()).map_err(config_failure)?;
+    spec.plan_without_sources(&args.file, base_dir(&args.file)).map_err(config_failure)
+}
+
+fn base_dir(file: &Path) -> &Path {
+    file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 fn config_failure(e: ConfigError) -> Failure {
@@ -479,7 +488,7 @@ pub(crate) struct Runs {
 }
 
 pub(crate) fn runs(args: Runs) -> Result<(), Failure> {
-    let plan = plan(&args.pipeline)?;
+    let plan = plan_without_sources(&args.pipeline)?;
     let url =
         plan.gold_store.as_deref().ok_or_else(|| Failure::config("gold.store is not set: the run log lives there"))?;
     let mut store = gold::open(url).map_err(store_failure)?;
@@ -528,7 +537,7 @@ pub(crate) struct HiveDdl {
 }
 
 pub(crate) fn hive_ddl(args: HiveDdl) -> Result<(), Failure> {
-    let plan = plan(&args.pipeline)?;
+    let plan = plan_without_sources(&args.pipeline)?;
     let lake = medallion_host::lake::Lake::open(&plan.lake)
         .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
     let ddl = silver::hive_ddl(&lake, &args.database).map_err(|e| match e {

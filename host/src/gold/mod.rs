@@ -6,6 +6,7 @@
 //!
 //! Not for: what any KPI means (the plugins and `pipeline.yaml` say that).
 
+pub mod columns;
 mod postgres;
 mod sqlite;
 pub mod store;
@@ -25,6 +26,7 @@ use crate::frame;
 use crate::lake::{Lake, LakeError, Manifest};
 use crate::pipeline::{GoldSpec, GoldTableSpec, SilverSpec};
 use crate::plugin::{Catalog, Limits, PluginError};
+use crate::progress::{Measure, Task};
 use crate::silver::PluginUsed;
 
 /// How to compute Gold.
@@ -266,14 +268,18 @@ fn build_table(
             })?;
             let plugin_error = |source: PluginError| GoldError::Plugin { table: name.to_owned(), source };
             let mut instance = plugin.instantiate(&step.config.to_string(), options.limits).map_err(plugin_error)?;
+            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let task = Task::open("gold", name, Some(rows), Measure::Rows);
             let mut out = Vec::new();
             for batch in &batches {
                 for start in (0..batch.num_rows()).step_by(options.batch_rows.max(1)) {
                     let slice = batch.slice(start, options.batch_rows.min(batch.num_rows() - start));
                     collect(name, instance.push("in", &slice).map_err(plugin_error)?, &mut out)?;
+                    task.advance(slice.num_rows() as u64, None);
                 }
             }
             collect(name, instance.finish().map_err(plugin_error)?, &mut out)?;
+            task.finish();
             let info = plugin.info();
             let used = PluginUsed {
                 name: info.name.clone(),

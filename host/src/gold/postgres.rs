@@ -11,7 +11,12 @@ use futures_util::SinkExt;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::store::{Cell, GoldStore, GoldTable, RunRecord, SqlType, StoreError, cell, check_types, quote};
+use super::columns::{Column, Values, parse_iso_date};
+use super::store::{
+    Cell, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Versions, cell, check_types, declared_type,
+    quote,
+};
+use crate::progress::{Measure, Task};
 
 /// The schema Gold lives in.
 pub(super) const SCHEMA: &str = "datamart";
@@ -208,9 +213,12 @@ impl GoldStore for PostgresStore {
                 let copy_error = |e: tokio_postgres::Error| self.fail(format!("table `{}`: {e}", table.name));
                 let mut encoder = Encoder::new();
                 const STEP: usize = 16 * 1024;
+                let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
                 for batch in &table.batches {
                     for start in (0..batch.num_rows()).step_by(STEP) {
-                        encoder.rows(batch, start..(start + STEP).min(batch.num_rows()));
+                        let end = (start + STEP).min(batch.num_rows());
+                        encoder.rows(batch, start..end);
+                        task.advance((end - start) as u64, None);
                         if encoder.buffer.len() >= CHUNK {
                             sink.send(encoder.take()).await.map_err(copy_error)?;
                         }
@@ -218,6 +226,7 @@ impl GoldStore for PostgresStore {
                 }
                 sink.send(encoder.finish()).await.map_err(copy_error)?;
                 sink.finish().await.map_err(copy_error)?;
+                task.finish();
                 let seconds = loading.elapsed().as_secs_f64();
                 tracing::debug!(
                     table = %table.name,
@@ -301,6 +310,90 @@ impl GoldStore for PostgresStore {
                 }));
             }
             Ok(out)
+        })
+    }
+
+    fn versions(&mut self) -> Result<Versions, StoreError> {
+        self.runtime.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let published = client
+                .query_opt(
+                    "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded'
+                     AND EXISTS (SELECT 1 FROM datamart.run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+                     ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.fail(e))?
+                .map(|r| r.get(0));
+            let latest = client
+                .query_opt(
+                    "SELECT run_id, status FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.fail(e))?
+                .map(|r| (r.get(0), r.get(1)));
+            Ok(Versions { published, latest })
+        })
+    }
+
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
+        self.runtime.block_on(async {
+            let fail = |e: tokio_postgres::Error| self.fail(format!("table `{table}`: {e}"));
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let declared = client
+                .query(
+                    "SELECT column_name, data_type FROM information_schema.columns
+                     WHERE table_schema = 'datamart' AND table_name = $1 ORDER BY ordinal_position",
+                    &[&table],
+                )
+                .await
+                .map_err(fail)?;
+            if declared.is_empty() {
+                return Ok(None);
+            }
+            let mut columns: Vec<Column> =
+                declared.iter().map(|r| Column::new(r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
+            // Every column read as one Rust type per SQL type.
+            let select: Vec<String> = columns
+                .iter()
+                .map(|c| match c.kind {
+                    SqlType::Integer => format!("{}::bigint", quote(&c.name)),
+                    SqlType::Double => format!("{}::float8", quote(&c.name)),
+                    SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(&c.name)),
+                    SqlType::Boolean => quote(&c.name),
+                    SqlType::Text => format!("{}::text", quote(&c.name)),
+                })
+                .collect();
+            let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
+            let rows = client.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(fail)?;
+            futures_util::pin_mut!(rows);
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(fail)? {
+                for (i, column) in columns.iter_mut().enumerate() {
+                    let present = match &mut column.values {
+                        Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Text(v) => row.try_get::<_, Option<&str>>(i).map_err(fail)?.map(|x| v.push(x.into())),
+                        Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(fail)? {
+                            Some(text) => {
+                                let days = parse_iso_date(text).ok_or_else(|| {
+                                    self.fail(format!("table `{table}`: `{text}` in {} is not a date", column.name))
+                                })?;
+                                v.push(days);
+                                Some(())
+                            }
+                            None => None,
+                        },
+                    };
+                    match present {
+                        Some(()) => column.pushed(),
+                        None => column.push_null(),
+                    }
+                }
+            }
+            Ok(Some(Columns { columns }))
         })
     }
 

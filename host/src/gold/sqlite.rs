@@ -5,9 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::store::{Cell, GoldStore, GoldTable, RunRecord, SqlType, StoreError, cell, check_types, iso_date, quote};
+use super::columns::{Column, Values, parse_iso_date};
+
+use super::store::{
+    Cell, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Versions, cell, check_types, declared_type,
+    iso_date, quote,
+};
+use crate::progress::{Measure, Task};
 
 /// A `runs` row: id, start, end, status, error.
 type RunRow = (String, String, Option<String>, String, Option<String>);
@@ -133,7 +139,9 @@ impl GoldStore for SqliteStore {
                 store: store.clone(),
                 message: format!("table `{}`: {e}", table.name),
             };
+            let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
             for batch in &table.batches {
+                task.advance(batch.num_rows() as u64, None);
                 let columns = batch.columns();
                 for row in 0..batch.num_rows() {
                     for (i, column) in columns.iter().enumerate() {
@@ -151,6 +159,7 @@ impl GoldStore for SqliteStore {
                 }
             }
             drop(insert);
+            task.finish();
             let live = quote(&table.name);
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {live}; ALTER TABLE {staged} RENAME TO {live};"))
                 .map_err(fail)?;
@@ -206,6 +215,78 @@ impl GoldStore for SqliteStore {
             }));
         }
         Ok(out)
+    }
+
+    fn versions(&mut self) -> Result<Versions, StoreError> {
+        let published = self
+            .connection
+            .query_row(
+                "SELECT run_id FROM runs r WHERE status = 'succeeded'
+                 AND EXISTS (SELECT 1 FROM run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+                 ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        let latest = self
+            .connection
+            .query_row("SELECT run_id, status FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        Ok(Versions { published, latest })
+    }
+
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
+        let exists: bool = self
+            .connection
+            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.fail(e))?;
+        if !exists {
+            return Ok(None);
+        }
+        // One transaction, so that a load published meanwhile is not half seen.
+        let tx = self
+            .connection
+            .transaction()
+            .map_err(|e| StoreError { store: format!("sqlite:{}", self.path.display()), message: e.to_string() })?;
+        let fail = |e: rusqlite::Error| StoreError {
+            store: format!("sqlite:{}", self.path.display()),
+            message: format!("table `{table}`: {e}"),
+        };
+        let mut statement = tx.prepare(&format!("SELECT * FROM {}", quote(table))).map_err(fail)?;
+        let mut columns: Vec<Column> = statement
+            .columns()
+            .map(|c| Column::new(c.name(), declared_type(c.decl_type().unwrap_or("TEXT"))))
+            .collect();
+        let mut rows = statement.query([]).map_err(fail)?;
+        while let Some(row) = rows.next().map_err(fail)? {
+            for (i, column) in columns.iter_mut().enumerate() {
+                let value = row.get_ref(i).map_err(fail)?;
+                if value == ValueRef::Null {
+                    column.push_null();
+                    continue;
+                }
+                let bad = || fail(rusqlite::Error::InvalidColumnType(i, column.name.clone(), value.data_type()));
+                match (&mut column.values, value) {
+                    (Values::Int(v), ValueRef::Integer(x)) => v.push(x),
+                    (Values::Double(v), ValueRef::Real(x)) => v.push(x),
+                    (Values::Double(v), ValueRef::Integer(x)) => v.push(x as f64),
+                    (Values::Bool(v), ValueRef::Integer(x)) => v.push(x != 0),
+                    (Values::Date(v), ValueRef::Text(t)) => {
+                        v.push(std::str::from_utf8(t).ok().and_then(parse_iso_date).ok_or_else(bad)?)
+                    }
+                    (Values::Text(v), ValueRef::Text(t)) => v.push(String::from_utf8_lossy(t).into()),
+                    _ => return Err(bad()),
+                }
+                column.pushed();
+            }
+        }
+        Ok(Some(Columns { columns }))
     }
 
     fn describe(&self) -> String {

@@ -9,6 +9,8 @@ use arrow_array::types::{Date32Type, Float32Type, Float64Type, Int8Type, Int16Ty
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 
+pub use super::columns::Columns;
+
 /// A Gold table ready to publish.
 #[derive(Debug, Clone)]
 pub struct GoldTable {
@@ -87,8 +89,33 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// What a reader polls to know whether the store changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// The latest run that published Gold.
+    pub published: Option<String>,
+    /// The latest run, with its status.
+    pub latest: Option<(String, String)>,
+}
+
+/// A column's SQL type from the type a store declares for it.
+pub fn declared_type(declared: &str) -> SqlType {
+    let declared = declared.to_ascii_uppercase();
+    if declared.contains("INT") {
+        SqlType::Integer
+    } else if ["DOUBLE", "REAL", "FLOAT", "NUMERIC"].iter().any(|t| declared.contains(t)) {
+        SqlType::Double
+    } else if declared == "DATE" {
+        SqlType::Date
+    } else if declared.starts_with("BOOL") {
+        SqlType::Boolean
+    } else {
+        SqlType::Text
+    }
+}
+
 /// Where Gold goes.
-pub trait GoldStore {
+pub trait GoldStore: Send {
     /// Records a run as started, marking runs left `running` by a process
     /// that is gone as `abandoned` (the caller holds the lake's run lock).
     fn begin_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
@@ -99,6 +126,12 @@ pub trait GoldStore {
     fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
     /// The latest runs, newest first, as JSON objects.
     fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// The run whose Gold tables are live (the latest that published Gold)
+    /// and the latest run of any status: what tells a reader that something
+    /// changed.
+    fn versions(&mut self) -> Result<Versions, StoreError>;
+    /// Reads a Gold table whole, or `None` when the store has no such table.
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError>;
     /// The store, for messages (no password).
     fn describe(&self) -> String;
 }

@@ -15,6 +15,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::parts::PartWriter;
 use super::{Lake, LakeError, Manifest, TableFiles};
+use crate::progress::{Measure, Task};
 use crate::sources::{BadRecord, CsvSource, OnBadRecord, Source, SourceError, SqliteSource};
 
 /// One source to land as one Bronze table.
@@ -188,17 +189,18 @@ fn land(
         let reader = scope.spawn(move || {
             let mut source = source;
             let mut bad = Vec::new();
-            let mut progress = Progress::new(table, size);
+            let task = Task::open("bronze", table, Some(size), Measure::Bytes);
             while let Some(batch) = source.next_batch()? {
                 if crate::cancel::requested() {
-                    break;
+                    return Ok((bad, source.bytes_read()));
                 }
                 bad.extend(source.take_bad_records());
-                progress.batch(batch.num_rows(), source.bytes_read());
+                task.advance(batch.num_rows() as u64, Some(source.bytes_read()));
                 if sender.send(batch).is_err() {
-                    break;
+                    return Ok((bad, source.bytes_read()));
                 }
             }
+            task.finish();
             bad.extend(source.take_bad_records());
             Ok::<_, SourceError>((bad, source.bytes_read()))
         });
@@ -232,45 +234,6 @@ fn land(
         TableFiles { source: source_name, files, rows, quarantine_files, quarantined, reasons: BTreeMap::new() },
         report,
     ))
-}
-
-/// Progress of one table, logged every few seconds: rows, share of the file,
-/// throughput and time left.
-struct Progress<'a> {
-    table: &'a str,
-    size: u64,
-    rows: u64,
-    started: std::time::Instant,
-    last: std::time::Instant,
-}
-
-impl<'a> Progress<'a> {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-    fn new(table: &'a str, size: u64) -> Self {
-        let now = std::time::Instant::now();
-        Progress { table, size, rows: 0, started: now, last: now }
-    }
-
-    fn batch(&mut self, rows: usize, bytes_read: u64) {
-        self.rows += rows as u64;
-        if self.last.elapsed() < Self::EVERY || self.size == 0 {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        let seconds = self.started.elapsed().as_secs_f64();
-        let share = (bytes_read as f64 / self.size as f64).min(1.0);
-        let rate = bytes_read as f64 / 1e6 / seconds.max(1e-9);
-        let left = if share > 0.0 { seconds * (1.0 - share) / share } else { 0.0 };
-        tracing::info!(
-            table = self.table,
-            rows = self.rows,
-            done = format!("{:.0}%", share * 100.0),
-            mb_per_s = format!("{rate:.0}"),
-            eta_s = format!("{left:.0}"),
-            "landing"
-        );
-    }
 }
 
 /// The lineage columns added to every Bronze row.

@@ -57,9 +57,10 @@ pub struct ServerSpec {
     /// Token lifetime, minutes.
     #[serde(default = "default_token_minutes")]
     pub token_minutes: u64,
-    /// Users: name → argon2 hash of the password (`host hash-password`).
+    /// Users: name → argon2 hash of the password (`host hash-password`);
+    /// a user without a hash (an unset variable) cannot log in.
     #[serde(default)]
-    pub users: BTreeMap<String, String>,
+    pub users: BTreeMap<String, Option<String>>,
 }
 
 impl Default for ServerSpec {
@@ -331,6 +332,16 @@ impl Spec {
     /// Resolves paths (relative ones against `base`, the pipeline file's
     /// folder) and checks that every source file exists.
     pub fn plan(&self, file: &Path, base: &Path) -> Result<Plan, ConfigError> {
+        self.plan_with(file, base, true)
+    }
+
+    /// The same for commands that read no source (`host serve`): source
+    /// files need not exist.
+    pub fn plan_without_sources(&self, file: &Path, base: &Path) -> Result<Plan, ConfigError> {
+        self.plan_with(file, base, false)
+    }
+
+    fn plan_with(&self, file: &Path, base: &Path, check_sources: bool) -> Result<Plan, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { file: file.to_owned(), message };
         let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
         let dir = resolve(&self.sources.dir);
@@ -360,7 +371,7 @@ impl Spec {
             let path = match &spec {
                 SourceSpec::Csv { path, .. } | SourceSpec::Sqlite { path, .. } => path,
             };
-            if !path.is_file() {
+            if check_sources && !path.is_file() {
                 return Err(invalid(format!(
                     "sources.tables.{table}: {} does not exist\n  hint: generate sample sources with `host gen-data --out {}`, or set sources.dir",
                     path.display(),

@@ -44,6 +44,7 @@ use crate::frame::{self, FrameError};
 use crate::lake::{Lake, LakeError, Manifest, ParquetTable, PartWriter, TableFiles, table_properties};
 use crate::pipeline::{SilverSpec, SilverTableSpec};
 use crate::plugin::{Catalog, Limits, LoadedPlugin, PluginError};
+use crate::progress::{Measure, Task};
 
 /// The zone and the one partition Silver is published as (a snapshot).
 pub const ZONE: &str = "silver";
@@ -409,6 +410,7 @@ impl TableBuilder<'_> {
             .filter(|(_, f)| !LINEAGE.contains(&f.name().as_str()))
             .map(|(i, _)| i)
             .collect();
+        let task = Task::open("silver", self.name, Some(input.rows()), Measure::Rows);
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Ported>>> = Mutex::new(vec![None; groups.len()]);
         let out_schema: Mutex<Option<SchemaRef>> = Mutex::new(None);
@@ -434,6 +436,7 @@ impl TableBuilder<'_> {
                                     .map_err(|e| self.engine_error(e))?;
                                 position += batch.num_rows() as u64;
                                 let outputs = instance.push("in", &batch).map_err(plugin_error)?;
+                                task.advance(batch.num_rows() as u64, None);
                                 self.collect(batch.num_rows(), outputs, &mut ported)?;
                             }
                             results.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(ported);
@@ -462,6 +465,7 @@ impl TableBuilder<'_> {
             }
             Ok(())
         })?;
+        task.finish();
         let mut out = Vec::new();
         let mut rejected = Vec::new();
         let mut nulled = Vec::new();

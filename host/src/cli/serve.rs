@@ -1,0 +1,74 @@
+//! `host serve` and `host hash-password`.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use clap::Args;
+use medallion_host::api::{self, ServeOptions, auth::Auth};
+
+use super::run::{PipelineArgs, plan_without_sources};
+use super::{Exit, Failure};
+
+/// Arguments of `host serve`.
+#[derive(Debug, Args)]
+pub(crate) struct Serve {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Address to listen on (default: server.listen in the pipeline file).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Start without a strong JWT secret or users (a random secret, user
+    /// `dev` with password `dev`): for a development machine only.
+    #[arg(long)]
+    insecure_dev: bool,
+    /// How often to look for a newly published Gold run, seconds.
+    #[arg(long, default_value_t = 5)]
+    poll_seconds: u64,
+    /// The longest a request may take, seconds.
+    #[arg(long, default_value_t = 30)]
+    request_timeout: u64,
+}
+
+pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
+    let plan = plan_without_sources(&args.pipeline)?;
+    let auth = Auth::new(&plan.server, args.insecure_dev).map_err(Failure::config)?;
+    let listen = args.listen.unwrap_or_else(|| plan.server.listen.clone());
+    let listen = listen
+        .parse()
+        .map_err(|e| Failure::config(format!("listen address `{listen}`: {e} (write it like 127.0.0.1:8080)")))?;
+    let url = plan
+        .gold_store
+        .clone()
+        .ok_or_else(|| Failure::config("gold.store is not set: give sqlite:PATH or a postgres:// URL"))?;
+    let gold = api::snapshot::watch(&url, plan.gold.clone(), Duration::from_secs(args.poll_seconds.max(1)))
+        .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    let options = ServeOptions {
+        listen,
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        workers: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+    };
+    api::serve(gold, auth, options, |address| {
+        // The line scripts and tests wait for.
+        println!("listening on http://{address} (OData: http://{address}/odata/, docs: http://{address}/docs)");
+    })
+    .map_err(|e| Failure { exit: Exit::Store, message: format!("cannot serve on {listen}: {e}") })
+}
+
+/// Arguments of `host hash-password`.
+#[derive(Debug, Args)]
+pub(crate) struct HashPassword {}
+
+pub(crate) fn hash_password(_args: HashPassword) -> Result<(), Failure> {
+    eprintln!("password (read from standard input, one line):");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::config(format!("cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return Err(Failure::config("the password is shorter than 8 characters"));
+    }
+    println!("{}", api::auth::hash_password(password));
+    Ok(())
+}

@@ -1,0 +1,590 @@
+//! `host serve` through the real binary and real HTTP: the reference routes
+//! and bodies, stable paging, filters, CSV, ETag and gzip, OData, the auth
+//! attacks, the injection attempts, and the same answers from the SQLite and
+//! the PostgreSQL store.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use base64::Engine;
+use medallion_tests::postgres::Postgres;
+
+use crate::gold::Setup;
+use crate::util::text;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-to-sign-tokens";
+const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A `host serve` process. It runs under a shell that stops it when this
+/// test process's end closes the shell's standard input, so that a server
+/// held in a static does not outlive the tests.
+struct Server {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| medallion_host::api::auth::hash_password(PASSWORD))
+}
+
+impl Server {
+    fn start(setup: &Setup, store: &str, extra: &[&str]) -> Server {
+        let inner = setup.command(&["serve"], store);
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#""$@" & pid=$!; read _; kill -INT $pid; wait $pid"#)
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .args(["--listen", "127.0.0.1:0", "--poll-seconds", "1"])
+            .args(extra);
+        for (name, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command
+            .env("MEDALLION_JWT_SECRET", SECRET)
+            .env("MEDALLION_ANALYST_HASH", password_hash())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start host serve: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap_or_else(|e| panic!("{e}"));
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("host serve did not say where it listens: {line:?}"))
+            .to_owned();
+        Server { child, stdin, address }
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        request(&self.address, "GET", path, headers, b"")
+    }
+
+    fn token(&self) -> String {
+        let body = format!("username=analyst&password={PASSWORD}");
+        let answer = request(
+            &self.address,
+            "POST",
+            "/auth/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let json = answer.json();
+        assert_eq!(json["token_type"], "bearer");
+        json["access_token"].as_str().unwrap_or_else(|| panic!("no token: {json}")).to_owned()
+    }
+
+    /// GET with a fresh Bearer token.
+    fn authed(&self, path: &str) -> Answer {
+        let bearer = format!("Bearer {}", self.token());
+        self.get(path, &[("Authorization", &bearer)])
+    }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (a client with nothing hidden).
+fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).unwrap_or_else(|e| panic!("{e}"));
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{e}"));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end"));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Answer { status, headers, body }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[end + 4 + size..];
+    }
+}
+
+/// One Gold built once for the read-only tests, served from SQLite.
+fn shared() -> &'static (Setup, Server) {
+    static SHARED: OnceLock<(Setup, Server)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let setup = Setup::new("0.002");
+        setup.run(&["--ingest-date", "2026-11-24"], &setup.sqlite());
+        let server = Server::start(&setup, &setup.sqlite(), &[]);
+        (setup, server)
+    })
+}
+
+const ROUTES: [(&str, &str); 5] = [
+    ("/gold/sales/daily", "dm_sales_daily"),
+    ("/gold/sales/by-product", "dm_sales_by_product"),
+    ("/gold/customers/metrics", "dm_customer_metrics"),
+    ("/gold/products/reviews-impact", "dm_product_reviews_impact"),
+    ("/gold/stock/performance", "dm_stock_performance"),
+];
+
+#[test]
+fn the_reference_routes_answer_with_the_reference_bodies() {
+    let (_, server) = shared();
+    let health = server.get("/health", &[]);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    let tables = server.authed("/gold/tables").json();
+    assert_eq!(tables["schema"], "datamart");
+    assert_eq!(tables["tables"].as_array().map(Vec::len), Some(5), "{tables}");
+    let bearer = format!("Bearer {}", server.token());
+    for (route, table) in ROUTES {
+        let page = server.get(&format!("{route}?page=1&page_size=10"), &[("Authorization", &bearer)]);
+        assert_eq!(page.status, 200, "{route}: {}", page.text());
+        let body = page.json();
+        for key in [
+            "table",
+            "schema",
+            "page",
+            "page_size",
+            "total_rows",
+            "total_pages",
+            "order_by",
+            "order_dir",
+            "columns",
+            "data",
+        ] {
+            assert!(body.get(key).is_some(), "{route} lacks {key}: {body}");
+        }
+        assert_eq!(body["table"], table);
+        assert_eq!(body["order_dir"], "desc", "the reference's default direction");
+        assert_eq!(
+            body["data"].as_array().map(Vec::len),
+            Some(10.min(body["total_rows"].as_u64().unwrap_or(0) as usize))
+        );
+        let total = body["total_rows"].as_u64().unwrap_or(0);
+        assert_eq!(body["total_pages"].as_u64(), Some(total.div_ceil(10)));
+        let first = &body["data"][0];
+        for column in body["columns"].as_array().into_iter().flatten() {
+            assert!(first.get(column.as_str().unwrap_or_default()).is_some(), "{route}: row lacks {column}");
+        }
+    }
+    // Typed values: numbers are numbers, dates are ISO strings.
+    let daily = server.get("/gold/sales/daily?page_size=1", &[("Authorization", &bearer)]).json();
+    assert!(daily["data"][0]["total_orders"].is_i64(), "{daily}");
+    assert!(daily["data"][0]["total_revenue"].is_f64(), "{daily}");
+    let date = daily["data"][0]["date"].as_str().unwrap_or_default();
+    assert!(date.len() == 10 && date.as_bytes()[4] == b'-', "{daily}");
+}
+
+#[test]
+fn paging_on_a_column_with_ties_neither_repeats_nor_skips_a_row() {
+    let (_, server) = shared();
+    let bearer = format!("Bearer {}", server.token());
+    let first = server
+        .get("/gold/sales/by-product?page_size=37&order_by=category&order_dir=asc", &[("Authorization", &bearer)]);
+    let total = first.json()["total_rows"].as_u64().unwrap_or(0) as usize;
+    assert!(total > 1000, "{total} products");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rows = 0;
+    for page in 1..=total.div_ceil(1000) {
+        let body = server
+            .get(
+                &format!("/gold/sales/by-product?page={page}&page_size=1000&order_by=category&order_dir=asc"),
+                &[("Authorization", &bearer)],
+            )
+            .json();
+        let data = body["data"].as_array().cloned().unwrap_or_default();
+        let categories: Vec<&str> = data.iter().map(|r| r["category"].as_str().unwrap_or_default()).collect();
+        assert!(categories.windows(2).all(|w| w[0] <= w[1]), "page {page} is not in category order");
+        for row in &data {
+            seen.insert(row["product_id"].as_i64().unwrap_or(-1));
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, total);
+    assert_eq!(seen.len(), total, "a row came twice or not at all");
+}
+
+#[test]
+fn plain_endpoints_filter_and_answer_csv() {
+    let (_, server) = shared();
+    let bearer = format!("Bearer {}", server.token());
+    let auth = [("Authorization", bearer.as_str())];
+    let all = server.get("/gold/customers/metrics?page_size=1000", &auth).json();
+    let country = all["data"][0]["country"].as_str().unwrap_or("France").to_owned();
+    let filtered = server
+        .get(&format!("/gold/customers/metrics?page_size=1000&country={}", country.replace(' ', "%20")), &auth)
+        .json();
+    let data = filtered["data"].as_array().cloned().unwrap_or_default();
+    assert!(!data.is_empty());
+    assert!(data.iter().all(|r| r["country"] == country.as_str()), "{filtered}");
+    assert!(filtered["total_rows"].as_u64() < all["total_rows"].as_u64());
+    let expression = server
+        .get("/gold/customers/metrics?filter=total_orders%20ge%202%20and%20not%20(total_spent%20lt%2010)", &auth)
+        .json();
+    for row in expression["data"].as_array().into_iter().flatten() {
+        assert!(row["total_orders"].as_i64() >= Some(2) && row["total_spent"].as_f64() >= Some(10.0), "{row}");
+    }
+    let csv = server.get("/gold/sales/daily?page_size=5&order_dir=asc", &[auth[0], ("Accept", "text/csv")]);
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").is_some_and(|t| t.starts_with("text/csv")));
+    let text = csv.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(lines[0].starts_with("date,total_revenue,total_orders,avg_order_value"), "{text}");
+}
+
+#[test]
+fn etag_answers_304_and_gzip_is_taken_when_offered() {
+    let (_, server) = shared();
+    let bearer = format!("Bearer {}", server.token());
+    let first = server.get("/gold/sales/daily?page_size=1000", &[("Authorization", &bearer)]);
+    let etag = first.header("etag").unwrap_or_else(|| panic!("no ETag")).to_owned();
+    let again = server.get("/gold/sales/daily?page_size=1000", &[("Authorization", &bearer), ("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let zipped =
+        server.get("/gold/sales/daily?page_size=1000", &[("Authorization", &bearer), ("Accept-Encoding", "gzip")]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(zipped.body.as_slice()).read_to_end(&mut unzipped).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unzipped, first.body);
+    let runs = server.authed("/runs").json();
+    assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
+    assert!(etag.contains(runs["runs"][0]["run_id"].as_str().unwrap_or("?")), "the ETag names the Gold run: {etag}");
+}
+
+/// A JWT signed with `secret`, with these header and claims.
+fn forged(header: serde_json::Value, claims: serde_json::Value, secret: &[u8]) -> String {
+    use jsonwebtoken::{EncodingKey, Header};
+    if header["alg"] == "none" {
+        let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        return format!("{}.{}.", b64(&header), b64(&claims));
+    }
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_data_route_refuses_missing_bad_and_forged_credentials() {
+    let (_, server) = shared();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = |iss: &str, exp: u64| serde_json::json!({"sub": "analyst", "iss": iss, "iat": now, "exp": exp});
+    let hs256 = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+    let attacks = [
+        ("no credentials", String::new()),
+        ("garbage token", "Bearer not.a.token".to_owned()),
+        (
+            "alg none",
+            format!(
+                "Bearer {}",
+                forged(serde_json::json!({"alg": "none", "typ": "JWT"}), claims("medallion", now + 600), b"")
+            ),
+        ),
+        (
+            "wrong signature",
+            format!(
+                "Bearer {}",
+                forged(hs256.clone(), claims("medallion", now + 600), b"another-secret-another-secret-another")
+            ),
+        ),
+        (
+            "wrong issuer",
+            format!("Bearer {}", forged(hs256.clone(), claims("someone-else", now + 600), SECRET.as_bytes())),
+        ),
+        ("expired", format!("Bearer {}", forged(hs256.clone(), claims("medallion", now - 10), SECRET.as_bytes()))),
+        (
+            "wrong Basic password",
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("analyst:wrong")),
+        ),
+        ("unknown Basic user", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("mallory:x"))),
+        ("unknown scheme", "Digest abc".to_owned()),
+    ];
+    for path in ["/gold/tables", "/gold/sales/daily", "/runs", "/odata/", "/odata/$metadata", "/odata/dm_sales_daily"] {
+        for (attack, header) in &attacks {
+            let headers: Vec<(&str, &str)> =
+                if header.is_empty() { Vec::new() } else { vec![("Authorization", header.as_str())] };
+            let answer = server.get(path, &headers);
+            assert_eq!(answer.status, 401, "{attack} on {path}: {}", answer.text());
+            assert!(answer.header("www-authenticate").is_some_and(|h| h.contains("Basic")), "{attack} on {path}");
+            let _ = answer.json();
+        }
+    }
+    // The genuine ones pass: a signed token, and Basic as Power BI sends it.
+    let genuine = forged(hs256, claims("medallion", now + 600), SECRET.as_bytes());
+    assert_eq!(server.get("/gold/tables", &[("Authorization", &format!("Bearer {genuine}"))]).status, 200);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("analyst:{PASSWORD}"));
+    assert_eq!(server.get("/odata/dm_sales_daily", &[("Authorization", &format!("Basic {basic}"))]).status, 200);
+    let wrong_login = request(
+        &server.address,
+        "POST",
+        "/auth/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"username=analyst&password=guess",
+    );
+    assert_eq!(wrong_login.status, 401);
+}
+
+#[test]
+fn injection_attempts_get_a_400_with_a_json_error_and_change_nothing() {
+    let (_, server) = shared();
+    let bearer = format!("Bearer {}", server.token());
+    let auth = [("Authorization", bearer.as_str())];
+    let attacks = [
+        "/gold/sales/daily?order_by=date%3B%20DROP%20TABLE%20dm_sales_daily",
+        "/gold/sales/daily?order_by=date%20--",
+        "/gold/sales/daily?order_by=%22date%22",
+        "/gold/sales/daily?order_by=date'%20OR%20'1'%3D'1",
+        "/gold/sales/daily?order_dir=desc%3B%20DELETE",
+        "/gold/sales/daily?page_size=1001",
+        "/gold/sales/daily?page=0",
+        "/gold/sales/daily?page=abc",
+        "/gold/sales/daily?filter=date%20eq%20'2024-01-01'%3B%20DROP%20TABLE%20x",
+        "/gold/sales/daily?total_orders=1%20OR%201%3D1",
+        "/gold/sales/daily?nonsense=1",
+        "/odata/dm_sales_daily?$filter=total_orders%20eq%201%3B%20DROP%20TABLE%20x",
+        "/odata/dm_sales_daily?$filter=total_orders%20eq%20'1'",
+        "/odata/dm_sales_daily?$filter=name%20eq%20'x'%20--",
+        "/odata/dm_sales_daily?$filter=contains(date,'1')",
+        "/odata/dm_sales_daily?$filter=(((((",
+        "/odata/dm_sales_daily?$filter='unterminated",
+        "/odata/dm_sales_daily?$select=date,%22total_orders%22",
+        "/odata/dm_sales_daily?$select=date;DROP",
+        "/odata/dm_sales_daily?$orderby=date%20desc%3B%20DROP%20TABLE%20x",
+        "/odata/dm_sales_daily?$orderby=date%20/*%20comment%20*/",
+        "/odata/dm_sales_daily?$top=-1",
+        "/odata/dm_sales_daily?$skiptoken=AAAA",
+        "/odata/dm_sales_daily?$expand=x",
+    ];
+    for path in attacks {
+        let answer = server.get(path, &auth);
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text());
+        let body = answer.json();
+        let message = if path.starts_with("/odata") { &body["error"]["message"] } else { &body["detail"] };
+        assert!(message.as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+    let still = server.get("/gold/sales/daily?page_size=1", &auth);
+    assert_eq!(still.status, 200, "the tables are intact");
+}
+
+#[test]
+fn odata_serves_metadata_entity_sets_counts_filters_and_next_links() {
+    let (_, server) = shared();
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("analyst:{PASSWORD}")));
+    let auth = [
+        ("Authorization", basic.as_str()),
+        ("OData-MaxVersion", "4.0"),
+        ("Accept", "application/json;odata.metadata=minimal"),
+    ];
+    let service = server.get("/odata/", &auth);
+    assert_eq!(service.header("odata-version"), Some("4.0"));
+    assert_eq!(service.json()["value"].as_array().map(Vec::len), Some(5));
+    let metadata = server.get("/odata/$metadata", &auth).text();
+    assert!(metadata.contains("<EntityType Name=\"dm_customer_metrics\">"), "{metadata}");
+    assert!(metadata.contains("<PropertyRef Name=\"customer_id\"/>"), "{metadata}");
+    assert!(metadata.contains("<Property Name=\"first_order_date\" Type=\"Edm.Date\"/>"), "{metadata}");
+    assert!(metadata.contains("<Property Name=\"total_spent\" Type=\"Edm.Double\"/>"), "{metadata}");
+
+    let count: usize = server.get("/odata/dm_customer_metrics/$count", &auth).text().parse().unwrap_or(0);
+    assert!(count > 1000);
+    // Every row once, through nextLink, with small pages.
+    let paged = [auth[0], auth[1], ("Prefer", "odata.maxpagesize=700")];
+    let mut url =
+        "/odata/dm_customer_metrics?$select=customer_id,total_spent&$orderby=total_spent%20desc&$count=true".to_owned();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let page = server.get(&url, &paged);
+        assert_eq!(page.status, 200, "{url}: {}", page.text());
+        let body = page.json();
+        assert_eq!(body["@odata.count"].as_u64(), Some(count as u64));
+        for row in body["value"].as_array().into_iter().flatten() {
+            assert_eq!(row.as_object().map(|o| o.len()), Some(2), "$select: {row}");
+            assert!(ids.insert(row["customer_id"].as_i64().unwrap_or(-1)), "row twice: {row}");
+        }
+        pages += 1;
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => url = next.split_once(&server.address).map(|(_, p)| p.to_owned()).unwrap_or_default(),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), count);
+    assert_eq!(pages, count.div_ceil(700));
+
+    // Filters: dates, text functions, and/or/not; $top and $skip.
+    let filtered = server
+        .get("/odata/dm_customer_metrics?$filter=first_order_date%20ge%202024-06-01%20and%20(total_orders%20gt%201%20or%20not%20startswith(country,'F'))&$top=50&$skip=5", &auth)
+        .json();
+    let rows = filtered["value"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty() && rows.len() <= 50, "{filtered}");
+    for row in &rows {
+        assert!(row["first_order_date"].as_str() >= Some("2024-06-01"), "{row}");
+        let country = row["country"].as_str().unwrap_or_default();
+        assert!(row["total_orders"].as_i64() > Some(1) || !country.starts_with('F'), "{row}");
+    }
+    let contains =
+        server.get("/odata/dm_sales_by_product?$filter=contains(tolower(category),'e')&$top=5", &auth).json();
+    for row in contains["value"].as_array().into_iter().flatten() {
+        assert!(row["category"].as_str().is_some_and(|c| c.to_lowercase().contains('e')), "{row}");
+    }
+}
+
+#[test]
+fn the_server_refuses_a_weak_secret_and_an_empty_user_list() {
+    let (setup, _) = shared();
+    let weak = setup
+        .command(&["serve"], &setup.sqlite())
+        .env("MEDALLION_JWT_SECRET", "secret")
+        .env("MEDALLION_ANALYST_HASH", password_hash())
+        .output();
+    let weak = weak.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(weak.status.code(), Some(2), "{}", text(&weak).1);
+    assert!(text(&weak).1.contains("jwt_secret"), "{}", text(&weak).1);
+    let nobody = setup
+        .command(&["serve"], &setup.sqlite())
+        .env("MEDALLION_JWT_SECRET", SECRET)
+        .env_remove("MEDALLION_ANALYST_HASH")
+        .output();
+    let nobody = nobody.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nobody.status.code(), Some(2), "{}", text(&nobody).1);
+    assert!(text(&nobody).1.contains("server.users"), "{}", text(&nobody).1);
+}
+
+#[test]
+fn postgresql_and_sqlite_stores_serve_the_same_answers() {
+    let (setup, sqlite) = shared();
+    // A server of its own: other tests publish to the shared one.
+    let pg = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    setup.run(&["--from", "gold"], &pg.url);
+    let other = Server::start(setup, &pg.url, &[]);
+    let bearer = format!("Bearer {}", sqlite.token());
+    let bearer_pg = format!("Bearer {}", other.token());
+    for path in [
+        "/gold/sales/daily?page_size=50",
+        "/gold/sales/by-product?page=3&page_size=100&order_by=category&order_dir=asc",
+        "/gold/customers/metrics?page=2&page_size=1000&order_by=total_spent",
+        "/gold/products/reviews-impact?filter=nb_reviews%20gt%200",
+        "/gold/stock/performance?page_size=1000&order_by=stock_status&order_dir=asc",
+        "/odata/dm_customer_metrics?$filter=first_order_date%20lt%202024-03-01&$orderby=last_order_date%20desc&$top=300",
+    ] {
+        let a = sqlite.get(path, &[("Authorization", &bearer)]);
+        let b = other.get(path, &[("Authorization", &bearer_pg)]);
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        let strip = |mut v: serde_json::Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("@odata.context");
+                o.remove("@odata.nextLink");
+            }
+            v
+        };
+        assert_eq!(strip(a.json()), strip(b.json()), "{path}");
+    }
+    // The injection suite's answers are the same too.
+    let bad = other.get("/gold/sales/daily?order_by=date%3B%20DROP%20TABLE%20x", &[("Authorization", &bearer_pg)]);
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn a_third_party_odata_client_reads_every_entity_set_to_its_end() {
+    let (_, server) = shared();
+    let pom = medallion_tests::repo_root().join("tests/odata-client/pom.xml");
+    let output = Command::new("mvn")
+        .args(["-q", "-f"])
+        .arg(&pom)
+        .args(["compile", "exec:java"])
+        .arg(format!("-Dexec.args=http://{}/odata analyst {PASSWORD}", server.address))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mvn ({e}): scripts/test installs Java 17 and Maven"));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "Olingo failed:\n{stdout}\n{stderr}");
+    let bearer = format!("Bearer {}", server.token());
+    for (_, table) in ROUTES {
+        let count = server.get(&format!("/odata/{table}/$count"), &[("Authorization", &bearer)]).text();
+        assert!(
+            stdout.contains(&format!("READ {table} rows={count} ")),
+            "{table}: {count} rows expected in:\n{stdout}"
+        );
+        assert!(stdout.contains(&format!("METADATA {table} key=")), "{stdout}");
+    }
+    assert!(stdout.contains("first_order_date:Edm.Date"), "{stdout}");
+    assert!(stdout.contains("total_spent:Edm.Double"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("FILTER ")).count(), 3, "{stdout}");
+}
+
+#[test]
+fn a_newly_published_run_is_served_within_the_poll_interval_with_a_new_etag() {
+    let setup = Setup::new("0.002");
+    setup.run(&["--ingest-date", "2026-11-24"], &setup.sqlite());
+    let server = Server::start(&setup, &setup.sqlite(), &[]);
+    let bearer = format!("Bearer {}", server.token());
+    let before = server.get("/gold/sales/daily", &[("Authorization", &bearer)]);
+    let etag = before.header("etag").unwrap_or_default().to_owned();
+    let run = server.get("/health", &[]).json()["gold_run"].clone();
+    setup.run(&["--from", "gold"], &setup.sqlite());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = server.get("/health", &[]).json()["gold_run"].clone();
+        if now != run {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new run was not picked up");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let after = server.get("/gold/sales/daily", &[("Authorization", &bearer), ("If-None-Match", &etag)]);
+    assert_eq!(after.status, 200, "the old ETag no longer matches");
+    assert_ne!(after.header("etag"), Some(etag.as_str()));
+    assert_eq!(after.json()["data"], before.json()["data"], "same data, new run");
+}

@@ -1,4 +1,4 @@
-//! `host plugins list` and `host plugins inspect` through the real binary.
+//! `host plugins list`, `host plugins inspect` and `host hash-password` through the real binary.
 
 use medallion_tests::{copy_plugin, plugins_folder, temp_dir};
 
@@ -70,4 +70,30 @@ fn plugins_inspect_on_a_broken_file_fails_with_the_plugin_exit_code() {
     assert_eq!(output.status.code(), Some(4));
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("is not a valid WebAssembly component"), "{stderr}");
+}
+
+#[test]
+fn hash_password_prints_an_argon2_hash_and_refuses_a_short_password() {
+    use std::io::Write;
+    let hash = |password: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
+        writeln!(stdin, "{password}").unwrap_or_else(|e| panic!("{e}"));
+        drop(stdin);
+        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let good = hash("a long passphrase");
+    assert!(good.status.success(), "{}", text(&good).1);
+    let printed = text(&good).0;
+    assert!(printed.starts_with("$argon2id$"), "{printed}");
+    assert_ne!(printed, text(&hash("a long passphrase")).0, "a random salt each time");
+    let short = hash("short");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short).1.contains("shorter than 8"), "{}", text(&short).1);
 }

@@ -88,17 +88,21 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                     let state = state.clone();
                     async move {
                         let timeout = state.timeout;
-                        // The work is CPU-bound and short; a blocking thread
-                        // keeps a slow request (a first sort) off the
-                        // connection workers.
-                        let work = tokio::task::spawn_blocking(move || {
+                        let light = is_light(&query);
+                        let run = move || {
                             let mut response = route(&state, path.as_str(), &query, &headers);
                             if method == Method::HEAD {
-                                *response.body_mut() = Vec::new();
+                                response.body_mut().clear();
                             }
                             response
-                        });
-                        match tokio::time::timeout(timeout, work).await {
+                        };
+                        if light {
+                            // A page in a stored order: microseconds, on this thread.
+                            return run();
+                        }
+                        // Filters and new orders scan or sort a table: on a
+                        // blocking thread, within the time limit.
+                        match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
                             Ok(Ok(response)) => response,
                             Ok(Err(_)) => ApiError::internal("the request failed").response(false),
                             Err(_) => ApiError::new(
@@ -137,6 +141,14 @@ fn route(state: &State, path: &str, query: &str, headers: &HeaderMap) -> Respons
         if let Err(refused) = state.auth.check(authorization) {
             return unauthorized(refused, odata);
         }
+    }
+    let data_route = odata || (path.starts_with("/gold/") && path != "/gold/tables");
+    if data_route && snapshot.tables.is_empty() {
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Gold store holds no table yet: run `host run pipeline.yaml`; the server picks it up within seconds",
+        );
+        return error.response(odata);
     }
     let result = match path {
         "/health" => Ok(rest::health(&snapshot)),
@@ -315,6 +327,17 @@ fn parameters(query: &str) -> Result<HashMap<String, String>, ApiError> {
         }
     }
     Ok(out)
+}
+
+/// Whether a request only pages (no filter, no order of its own): such a
+/// request slices an order already sorted and is answered in place.
+fn is_light(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).all(|(name, _)| {
+        matches!(
+            name.as_ref(),
+            "page" | "page_size" | "$top" | "$skip" | "$skiptoken" | "$select" | "$count" | "$format"
+        )
+    })
 }
 
 /// Request text shown in a message, cut short.

@@ -238,9 +238,38 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Days since 1970-01-01 as `YYYY-MM-DD` (Howard Hinnant's civil-from-days;
-/// this runs for every date cell of a Gold load).
+/// Days since 1970-01-01 as `YYYY-MM-DD`.
 pub fn iso_date(days: i32) -> String {
+    let (year, month, day) = civil(days);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Days since 1970-01-01 as the ten bytes `YYYY-MM-DD`, without allocating
+/// (this runs for every date cell of a Gold load and of an API page); `None`
+/// for a year outside 0..=9999.
+pub fn iso_date_bytes(days: i32) -> Option<[u8; 10]> {
+    let (year, month, day) = civil(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let digit = |n: i64| b'0' + n as u8;
+    Some([
+        digit(year / 1000),
+        digit(year / 100 % 10),
+        digit(year / 10 % 10),
+        digit(year % 10),
+        b'-',
+        digit(month / 10),
+        digit(month % 10),
+        b'-',
+        digit(day / 10),
+        digit(day % 10),
+    ])
+}
+
+/// Year, month, day of days since 1970-01-01 (Howard Hinnant's
+/// civil-from-days).
+fn civil(days: i32) -> (i64, i64, i64) {
     let z = i64::from(days) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -250,7 +279,7 @@ pub fn iso_date(days: i32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    (year, month, day)
 }
 
 /// Checks that every column of every table has a type Gold stores.

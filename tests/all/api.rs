@@ -343,7 +343,15 @@ fn every_data_route_refuses_missing_bad_and_forged_credentials(server: &Server) 
         ("unknown Basic user", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("mallory:x"))),
         ("unknown scheme", "Digest abc".to_owned()),
     ];
-    for path in ["/gold/tables", "/gold/sales/daily", "/runs", "/odata/", "/odata/$metadata", "/odata/dm_sales_daily"] {
+    for path in [
+        "/gold/tables",
+        "/gold/sales/daily",
+        "/runs",
+        "/openapi.json",
+        "/odata/",
+        "/odata/$metadata",
+        "/odata/dm_sales_daily",
+    ] {
         for (attack, header) in &attacks {
             let headers: Vec<(&str, &str)> =
                 if header.is_empty() { Vec::new() } else { vec![("Authorization", header.as_str())] };

@@ -40,6 +40,11 @@ const WELL_KNOWN: [&str; 10] = [
 /// every request).
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
+/// Passwords hashed at once (each argon2 check takes tens of milliseconds
+/// and 19 MiB): a flood of wrong passwords is refused, not queued, and cannot
+/// take every thread or all memory.
+const HASHING_AT_ONCE: usize = 1;
+
 /// The credentials check.
 pub struct Auth {
     secret: Vec<u8>,
@@ -47,6 +52,8 @@ pub struct Auth {
     users: HashMap<String, String>,
     /// SHA-256 of `user:password` → when it was verified.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Password checks in progress.
+    hashing: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a request is refused.
@@ -56,6 +63,8 @@ pub enum Refused {
     Missing,
     /// Credentials that do not hold (bad token, bad password).
     Invalid(String),
+    /// Too many passwords are being checked at once; try again.
+    Busy,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -114,12 +123,18 @@ impl Auth {
             tracing::warn!("--insecure-dev and no user configured: user `dev`, password `dev`");
             users.insert("dev".to_owned(), hash_password("dev"));
         }
-        Ok(Auth { secret, token_minutes: spec.token_minutes.max(1), users, verified: Mutex::new(HashMap::new()) })
+        Ok(Auth {
+            secret,
+            token_minutes: spec.token_minutes.max(1),
+            users,
+            verified: Mutex::new(HashMap::new()),
+            hashing: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     /// A token for `user` if `password` is theirs.
     pub fn login(&self, user: &str, password: &str) -> Result<(String, u64), Refused> {
-        if !self.password_holds(user, password) {
+        if !self.password_holds(user, password)? {
             return Err(Refused::Invalid("wrong user name or password".to_owned()));
         }
         let now = unix_now();
@@ -158,7 +173,7 @@ impl Auth {
             let (user, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| Refused::Invalid("bad Basic credentials: not user:password".to_owned()))?;
-            if self.password_holds(user, password) {
+            if self.password_holds(user, password)? {
                 return Ok(user.to_owned());
             }
             return Err(Refused::Invalid("wrong user name or password".to_owned()));
@@ -169,14 +184,19 @@ impl Auth {
         )))
     }
 
-    fn password_holds(&self, user: &str, password: &str) -> bool {
+    fn password_holds(&self, user: &str, password: &str) -> Result<bool, Refused> {
+        use std::sync::atomic::Ordering;
         let fingerprint: [u8; 32] = Sha256::digest(format!("{user}:{password}").as_bytes()).into();
         {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             if verified.get(&fingerprint).is_some_and(|at| at.elapsed() < VERIFIED_FOR) {
-                return true;
+                return Ok(true);
             }
             verified.retain(|_, at| at.elapsed() < VERIFIED_FOR);
+        }
+        if self.hashing.fetch_add(1, Ordering::SeqCst) >= HASHING_AT_ONCE {
+            self.hashing.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Busy);
         }
         let holds = match self.users.get(user) {
             Some(hash) => PasswordHash::new(hash)
@@ -188,10 +208,11 @@ impl Auth {
                 false
             }
         };
+        self.hashing.fetch_sub(1, Ordering::SeqCst);
         if holds {
             self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(fingerprint, Instant::now());
         }
-        holds
+        Ok(holds)
     }
 }
 

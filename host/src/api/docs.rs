@@ -124,7 +124,7 @@ pre{background:#f6f6f6;padding:.6rem;max-height:24rem;overflow:auto}
 input{margin:.1rem .4rem .1rem 0}
 </style></head><body>
 <h1>medallion Gold API</h1>
-<p>Log in to get a token, then try any route. OData for Power BI: <code>/odata/</code>. Machine-readable: <a href="/openapi.json">/openapi.json</a>.</p>
+<p>Log in to see the routes and try them. OData for Power BI: <code>/odata/</code>. Machine-readable (with a token): <code>/openapi.json</code>.</p>
 <div class="op"><span class="post">POST</span> <code>/auth/login</code><br>
 <input id="user" placeholder="username"><input id="pass" type="password" placeholder="password">
 <button onclick="login()">Log in</button> <span id="who"></span></div>
@@ -137,6 +137,7 @@ async function login() {
   const j = await r.json();
   token = j.access_token || "";
   who.textContent = token ? "logged in" : (j.detail || "refused");
+  if (token) load();
 }
 async function run(path, form, out) {
   const q = new URLSearchParams();
@@ -148,7 +149,9 @@ async function run(path, form, out) {
   try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) {}
   out.textContent = r.status + " " + url + "\n" + shown;
 }
-fetch("/openapi.json").then(r => r.json()).then(api => {
+function load() {
+ops.textContent = "";
+fetch("/openapi.json", {headers: {Authorization: "Bearer " + token}}).then(r => r.json()).then(api => {
   for (const [path, item] of Object.entries(api.paths)) {
     if (!item.get) continue;
     const div = document.createElement("div"); div.className = "op";
@@ -162,5 +165,6 @@ fetch("/openapi.json").then(r => r.json()).then(api => {
     div.appendChild(form); div.appendChild(out); ops.appendChild(div);
   }
 });
+}
 </script></body></html>
 "#;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use warp::Filter;
-use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use self::auth::{Auth, Refused};
 use self::query::BadParameter;
@@ -80,28 +80,23 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
             warp::get()
                 .or(warp::head())
                 .unify()
-                .and(warp::method())
                 .and(warp::path::full())
                 .and(warp::query::raw().or(warp::any().map(String::new)).unify())
                 .and(warp::header::headers_cloned())
-                .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap| {
+                .then(move |path: warp::path::FullPath, query: String, headers: HeaderMap| {
                     let state = state.clone();
                     async move {
                         let timeout = state.timeout;
                         let light = is_light(&query);
-                        let run = move || {
-                            let mut response = route(&state, path.as_str(), &query, &headers);
-                            if method == Method::HEAD {
-                                response.body_mut().clear();
-                            }
-                            response
-                        };
+                        // (hyper sends no body in answer to HEAD, and keeps its length.)
+                        let run = move || route(&state, path.as_str(), &query, &headers);
                         if light {
                             // A page in a stored order: microseconds, on this thread.
                             return run();
                         }
-                        // Filters and new orders scan or sort a table: on a
-                        // blocking thread, within the time limit.
+                        // Filters and new orders scan or sort a table (bounded
+                        // work: one pass or one sort): on a blocking thread;
+                        // the client waits at most the time limit.
                         match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
                             Ok(Ok(response)) => response,
                             Ok(Err(_)) => ApiError::internal("the request failed").response(false),
@@ -135,7 +130,7 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
 fn route(state: &State, path: &str, query: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
     let snapshot = state.snapshot();
     let odata = path == "/odata" || path.starts_with("/odata/");
-    let public = matches!(path, "/health" | "/openapi.json" | "/docs" | "/docs/");
+    let public = matches!(path, "/health" | "/docs" | "/docs/");
     if !public {
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if let Err(refused) = state.auth.check(authorization) {
@@ -204,13 +199,18 @@ fn finish(
         builder = builder.header(name, value);
     }
     let accept_encoding = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let gzip = accept_encoding.split(',').any(|e| e.trim().starts_with("gzip")) && reply.body.len() >= GZIP_FROM;
-    builder = builder.header(header::VARY, "Accept, Accept-Encoding, Authorization");
+    let gzip = accepts_gzip(accept_encoding) && reply.body.len() >= GZIP_FROM;
+    builder = builder.header(header::VARY, "Accept, Accept-Encoding, Authorization, Prefer");
     if reply.cacheable
         && let Some(run) = &snapshot.run_id
     {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (path, query, headers.get(header::ACCEPT).map(HeaderValue::as_bytes), gzip).hash(&mut hasher);
+        (path, query, gzip).hash(&mut hasher);
+        // Headers that change the body: the format, the page size, the links.
+        for name in [header::ACCEPT, header::HOST, header::HeaderName::from_static("prefer")] {
+            headers.get(&name).map(HeaderValue::as_bytes).hash(&mut hasher);
+        }
+        headers.get("X-Forwarded-Proto").map(HeaderValue::as_bytes).hash(&mut hasher);
         let etag = format!("\"{run}-{:016x}\"", hasher.finish());
         let matches = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|given| {
             given.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
@@ -290,8 +290,18 @@ fn unauthorized(refused: Refused, odata: bool) -> Response<Vec<u8>> {
             "Not authenticated: send a Bearer token from POST /auth/login, or Basic credentials".to_owned()
         }
         Refused::Invalid(why) => why,
+        Refused::Busy => return busy(odata),
     };
     ApiError::new(StatusCode::UNAUTHORIZED, message).response(odata)
+}
+
+/// Too many passwords being checked at once: try again in a second.
+fn busy(odata: bool) -> Response<Vec<u8>> {
+    let mut response =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many password checks at once; retry in a second")
+            .response(odata);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// warp's own refusals (no such route, wrong method, body too large) as JSON.
@@ -329,6 +339,16 @@ fn parameters(query: &str) -> Result<HashMap<String, String>, ApiError> {
     Ok(out)
 }
 
+/// Whether `Accept-Encoding` takes gzip (and not with `q=0`).
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+        (coding == "gzip" || coding == "*") && !refused
+    })
+}
+
 /// Whether a request only pages (no filter, no order of its own): such a
 /// request slices an order already sorted and is answered in place.
 fn is_light(query: &str) -> bool {
@@ -347,4 +367,19 @@ fn truncate(text: &str) -> String {
         shown.push('…');
     }
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        assert!(accepts_gzip("gzip, deflate, br"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0, identity"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+    }
 }

@@ -7,8 +7,9 @@
 //! Paging is keyset: the next link carries the sort values of the page's
 //! last row (`$skiptoken`), and the next page starts just after them by a
 //! binary search in the sorted rows, so a deep page costs what the first
-//! costs, and a run published between two pages neither repeats nor skips a
-//! row that both runs hold.
+//! costs. When a run is published between two pages, the next page starts
+//! after the same sort values in the new run: rows whose sort values did not
+//! change are neither repeated nor skipped.
 
 use base64::Engine;
 use warp::http::{HeaderMap, StatusCode, header};
@@ -17,8 +18,7 @@ use super::query::{self, BadParameter, Value};
 use super::render;
 use super::snapshot::{Snapshot, Table};
 use super::{ApiError, Reply, parameters, truncate};
-use crate::gold::columns::parse_iso_date;
-use crate::gold::store::{SqlType, iso_date};
+use crate::gold::store::SqlType;
 
 /// The namespace of the entity types.
 const NAMESPACE: &str = "Medallion.Gold";
@@ -310,14 +310,16 @@ fn order_by(table: &Table, given: Option<&String>) -> Result<Vec<(usize, bool)>,
     Ok(sort)
 }
 
-/// The last row's sort values as an opaque URL-safe token.
+/// The last row's sort values as an opaque URL-safe token. Floats travel
+/// as their bits and dates as day numbers, so that every value comes back
+/// exactly as it was.
 fn encode_token(values: &[Value]) -> String {
     let json: Vec<serde_json::Value> = values
         .iter()
         .map(|v| match v {
             Value::Int(i) => serde_json::json!(i),
-            Value::Double(d) => serde_json::json!(d),
-            Value::Date(d) => serde_json::json!(iso_date(*d)),
+            Value::Double(d) => serde_json::json!(d.to_bits()),
+            Value::Date(d) => serde_json::json!(d),
             Value::Text(t) => serde_json::json!(t),
             Value::Bool(b) => serde_json::json!(b),
             Value::Null => serde_json::Value::Null,
@@ -346,8 +348,8 @@ fn decode_token(token: &str, table: &Table, sort: &[(usize, bool)]) -> Result<Ve
             }
             Ok(match table.data.columns[column].kind {
                 SqlType::Integer => Value::Int(value.as_i64().ok_or_else(bad)?),
-                SqlType::Double => Value::Double(value.as_f64().ok_or_else(bad)?),
-                SqlType::Date => Value::Date(value.as_str().and_then(parse_iso_date).ok_or_else(bad)?),
+                SqlType::Double => Value::Double(f64::from_bits(value.as_u64().ok_or_else(bad)?)),
+                SqlType::Date => Value::Date(value.as_i64().and_then(|d| i32::try_from(d).ok()).ok_or_else(bad)?),
                 SqlType::Text => Value::Text(value.as_str().ok_or_else(bad)?.to_owned()),
                 SqlType::Boolean => Value::Bool(value.as_bool().ok_or_else(bad)?),
             })

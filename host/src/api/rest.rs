@@ -53,6 +53,7 @@ pub(super) fn login(state: &State, body: &[u8]) -> warp::http::Response<Vec<u8>>
         }
         Err(super::auth::Refused::Invalid(why)) => ApiError::new(StatusCode::UNAUTHORIZED, why).response(false),
         Err(super::auth::Refused::Missing) => ApiError::new(StatusCode::UNAUTHORIZED, "no credentials").response(false),
+        Err(super::auth::Refused::Busy) => super::busy(false),
     }
 }
 

@@ -16,6 +16,10 @@ use crate::gold::columns::{Column, Columns, Values};
 use crate::gold::{self, GoldStore, StoreError};
 use crate::pipeline::GoldSpec;
 
+/// Orders kept per table (4 bytes a row each); past this, all but the
+/// default ones are dropped.
+const ORDERS_KEPT: usize = 16;
+
 /// Sort columns: (column, descending), the key last.
 type Sort = Vec<(usize, bool)>;
 
@@ -48,7 +52,13 @@ impl Table {
         let mut order: Vec<u32> = (0..self.data.rows() as u32).collect();
         order.sort_unstable_by(|&a, &b| self.compare_rows(&full, a as usize, b as usize));
         let order = Arc::new(order);
-        self.orders.lock().unwrap_or_else(PoisonError::into_inner).insert(full, order.clone());
+        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        if orders.len() >= ORDERS_KEPT {
+            // Bounded memory: keep the orders every client starts with.
+            let defaults = [self.full_sort(&[]), self.full_sort(&[(self.order_by, true)])];
+            orders.retain(|sort, _| defaults.contains(sort));
+        }
+        orders.insert(full, order.clone());
         order
     }
 
@@ -118,8 +128,22 @@ impl Snapshot {
 /// How many runs `/runs` shows.
 const RUNS_KEPT: usize = 50;
 
-/// Reads every Gold table of `spec` from `store`.
+/// Reads every Gold table of `spec` from `store`, all of one run: when a
+/// run is published while the tables are read, they are read again.
 pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
+    let mut attempts = 0;
+    loop {
+        let before = store.versions()?.published;
+        let snapshot = load_once(store, spec)?;
+        attempts += 1;
+        if store.versions()?.published == before || attempts == 3 {
+            return Ok(snapshot);
+        }
+        tracing::info!("a run was published while Gold was read; reading again");
+    }
+}
+
+fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
     let versions = store.versions()?;
     let runs = store.runs(RUNS_KEPT)?;
     let mut tables = Vec::new();
@@ -130,6 +154,14 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
         };
         let position = |column: &str| data.position(column);
         let key: Vec<usize> = table_spec.key.iter().filter_map(|k| position(k)).collect();
+        if key.is_empty() || key.len() != table_spec.key.len() {
+            // Without a key, pages could not be told apart on ties.
+            tracing::warn!(
+                table = %name,
+                "not served: gold.tables.{name}.key must name the columns that identify a row"
+            );
+            continue;
+        }
         let order_by = table_spec.order_by.as_deref().and_then(position).or_else(|| key.first().copied()).unwrap_or(0);
         let table = Table {
             name: name.clone(),

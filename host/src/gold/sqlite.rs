@@ -249,7 +249,7 @@ impl GoldStore for SqliteStore {
         if !exists {
             return Ok(None);
         }
-        // One transaction, so that a load published meanwhile is not half seen.
+        // One transaction: the table as of one moment.
         let tx = self
             .connection
             .transaction()

@@ -76,3 +76,62 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `docker/compose.yaml` and `docker/Dockerfile` agree with `pipeline.yaml`
+/// and the host (no Docker engine here, so this is what can be checked).
+#[test]
+fn the_compose_file_and_the_dockerfile_agree_with_the_pipeline() {
+    let pipeline = read(&repo().join("pipeline.yaml"));
+    let mut compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&repo().join("docker/compose.yaml")))
+        .unwrap_or_else(|e| panic!("docker/compose.yaml: {e}"));
+    compose.apply_merge().unwrap_or_else(|e| panic!("docker/compose.yaml merge keys: {e}"));
+    let services = &compose["services"];
+    for name in ["namenode", "datanode", "postgres", "run", "serve"] {
+        assert!(services.get(name).is_some(), "compose has no `{name}` service");
+    }
+    for name in ["namenode", "postgres", "serve"] {
+        assert!(services[name].get("healthcheck").is_some(), "`{name}` has no health check");
+    }
+    for name in ["run", "serve", "gen-data"] {
+        let service = &services[name];
+        let environment = service["environment"].as_mapping().unwrap_or_else(|| panic!("`{name}` has no environment"));
+        for key in environment.keys().filter_map(|k| k.as_str()) {
+            assert!(pipeline.contains(&format!("${{{key}")), "`{name}` sets {key}, which pipeline.yaml does not read");
+        }
+        let plugins = environment
+            .get("MEDALLION_PLUGINS")
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("`{name}` does not set MEDALLION_PLUGINS"));
+        let volumes: Vec<&str> =
+            service["volumes"].as_sequence().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        assert!(
+            volumes.iter().any(|v| v.ends_with(&format!(":{plugins}"))),
+            "`{name}` does not mount its plugins folder"
+        );
+        let command: Vec<&str> =
+            service["command"].as_sequence().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        assert!(
+            ["gen-data", "run", "serve"].contains(&command.first().copied().unwrap_or_default()),
+            "`{name}` runs an unknown host command: {command:?}"
+        );
+    }
+    let lake = services["run"]["environment"]["MEDALLION_LAKE"].as_str().unwrap_or_default();
+    assert!(lake.starts_with("hdfs://namenode:"), "the run's lake is the compose HDFS: {lake}");
+    let gold = services["run"]["environment"]["MEDALLION_GOLD"].as_str().unwrap_or_default();
+    assert!(
+        gold.starts_with("postgres://") && gold.contains("@postgres:5432/"),
+        "Gold is the compose PostgreSQL: {gold}"
+    );
+    let dockerfile = read(&repo().join("docker/Dockerfile"));
+    assert!(dockerfile.contains("EXPOSE 8080"));
+    assert!(services["serve"]["ports"][0].as_str().is_some_and(|p| p.ends_with(":8080")));
+    for line in dockerfile.lines().map(|l| l.trim().trim_start_matches("ENV ")).filter(|l| l.starts_with("MEDALLION_"))
+    {
+        let key = line.split('=').next().unwrap_or_default();
+        assert!(
+            pipeline.contains(&format!("${{{key}")),
+            "the Dockerfile sets {key}, which pipeline.yaml does not read"
+        );
+    }
+    assert!(dockerfile.contains("cargo xtask build-plugins"), "the image builds its plugins from source");
+}

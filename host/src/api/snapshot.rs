@@ -134,7 +134,7 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
     let mut attempts = 0;
     loop {
         let before = store.versions()?.published;
-        let snapshot = load_once(store, spec)?;
+        let snapshot = load_once(store, spec, before.clone())?;
         attempts += 1;
         if store.versions()?.published == before || attempts == 3 {
             return Ok(snapshot);
@@ -143,8 +143,9 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
     }
 }
 
-fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
-    let versions = store.versions()?;
+/// The tables as they are now, labelled with `published`, the run the
+/// caller saw publish them.
+fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec, published: Option<String>) -> Result<Snapshot, StoreError> {
     let runs = store.runs(RUNS_KEPT)?;
     let mut tables = Vec::new();
     for (name, table_spec) in &spec.tables {
@@ -177,7 +178,7 @@ fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Sto
         table.order(&[]);
         tables.push(table);
     }
-    Ok(Snapshot { run_id: versions.published, tables: Arc::new(tables), runs })
+    Ok(Snapshot { run_id: published, tables: Arc::new(tables), runs })
 }
 
 /// The current snapshot, replaced whole when a new run publishes.

@@ -170,42 +170,45 @@ pub fn build(
             lake.url()
         ))
     })?;
-    let last_read = last_reads(spec, &order);
     let mut frames: HashMap<String, DataFrame> = HashMap::new();
     let mut report = SilverReport::default();
     let mut manifest =
         Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
-    for (position, name) in order.iter().enumerate() {
+    let mut left: Vec<&String> = order.iter().collect();
+    while !left.is_empty() {
         crate::cancel::check()?;
-        let table = &spec.tables[name];
-        let started = Instant::now();
-        let builder = TableBuilder { lake, name, options };
-        let (frame, files, mut table_report) = match &table.from {
-            Some(from) => {
-                let bronze_files = bronze.tables.get(from).ok_or_else(|| {
-                    SilverError::Config(format!(
-                        "silver.tables.{name}: Bronze table `{from}` is not in partition {} (it has {})",
-                        options.bronze_partition,
-                        bronze.tables.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
-                builder.build_from_bronze(from, table, bronze_files, catalog, &frames)?
-            }
-            None => builder.build_from_sql(table.sql.as_deref().unwrap_or_default(), &frames)?,
+        // The next tables (in order) whose inputs are built, two at a time:
+        // a table's single-threaded steps (relational checks, writing
+        // Parquet) then overlap with the other's, and memory stays bounded.
+        let ready: Vec<&String> = left
+            .iter()
+            .copied()
+            .filter(|name| spec.reads(name).iter().all(|read| manifest.tables.contains_key(read)))
+            .take(TABLES_AT_ONCE)
+            .collect();
+        let Some(first) = ready.first() else {
+            return Err(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
         };
-        table_report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            table = %name,
-            rows = table_report.rows,
-            quarantined = table_report.quarantined,
-            seconds = format!("{:.2}", table_report.seconds),
-            "silver table built"
-        );
-        manifest.tables.insert(name.clone(), files);
-        report.tables.push(table_report);
-        frames.insert(name.clone(), frame);
-        // Keep a frame only while a later table reads it.
-        frames.retain(|kept, _| last_read.get(kept).is_some_and(|&last| last > position));
+        let built: Vec<Result<Built, SilverError>> = if ready.len() == 1 {
+            vec![build_table(lake, spec, first, &bronze, catalog, options, &frames)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = ready
+                    .iter()
+                    .map(|name| scope.spawn(|| build_table(lake, spec, name, &bronze, catalog, options, &frames)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+            })
+        };
+        for (name, result) in ready.iter().zip(built) {
+            let (frame, files, table_report) = result?;
+            manifest.tables.insert((*name).clone(), files);
+            report.tables.push(table_report);
+            frames.insert((*name).clone(), frame);
+        }
+        left.retain(|name| !ready.contains(name));
+        // Keep a frame only while a table still to build reads it.
+        frames.retain(|kept, _| left.iter().any(|name| spec.reads(name).contains(kept)));
     }
     crate::cancel::check()?;
     manifest.committed_at = crate::lake::rfc3339(now_micros());
@@ -259,15 +262,52 @@ pub fn check(
     Ok(frames)
 }
 
-/// For each table, the position in `order` of the last table that reads it.
-fn last_reads(spec: &SilverSpec, order: &[String]) -> HashMap<String, usize> {
-    let mut last = HashMap::new();
-    for (position, name) in order.iter().enumerate() {
-        for read in spec.reads(name) {
-            last.insert(read, position);
+/// How many Silver tables are built at the same time.
+const TABLES_AT_ONCE: usize = 2;
+
+/// A built Silver table: its frame (for the tables that read it), its files
+/// and its report.
+type Built = (DataFrame, TableFiles, SilverTableReport);
+
+/// Builds one Silver table, from Bronze or by SQL over the `frames` it reads.
+fn build_table(
+    lake: &Lake,
+    spec: &SilverSpec,
+    name: &str,
+    bronze: &Manifest,
+    catalog: &Catalog,
+    options: &SilverOptions,
+    frames: &HashMap<String, DataFrame>,
+) -> Result<Built, SilverError> {
+    let table = &spec.tables[name];
+    let started = Instant::now();
+    let builder = TableBuilder { lake, name, options };
+    let (frame, files, mut table_report) = match &table.from {
+        Some(from) => {
+            let bronze_files = bronze.tables.get(from).ok_or_else(|| {
+                SilverError::Config(format!(
+                    "silver.tables.{name}: Bronze table `{from}` is not in partition {} (it has {})",
+                    options.bronze_partition,
+                    bronze.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            builder.build_from_bronze(from, table, bronze_files, catalog, frames)?
         }
-    }
-    last
+        None => builder.build_from_sql(table.sql.as_deref().unwrap_or_default(), frames)?,
+    };
+    table_report.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        table = %name,
+        rows = table_report.rows,
+        quarantined = table_report.quarantined,
+        seconds = format!("{:.2}", table_report.seconds),
+        "silver table built"
+    );
+    Ok((frame, files, table_report))
+}
+
+fn names(tables: &[&String]) -> String {
+    tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn now_micros() -> i64 {

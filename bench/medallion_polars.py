@@ -4,6 +4,9 @@ commits).
 
   python bench/medallion_polars.py silver LAKE OUT   Bronze (LAKE's latest partition) -> Silver + quarantine Parquet in OUT
   python bench/medallion_polars.py gold SILVER_DIR DB Silver Parquet (OUT above) -> the five Gold tables in a SQLite file
+  python bench/medallion_polars.py all SOURCES WORK DB
+      end to end: sources -> Bronze Parquet (bench/bronze_polars.py) in WORK/bronze -> Silver in WORK/silver
+      -> Gold in DB; the last line of stdout is {"stages": {"bronze": s, "silver": s, "gold": s}}
 
 Silver: cast (unparseable -> null), reject nulls in keys, bounds (amount,
 quantity, price > 0; rating 1..5), first row per key, foreign keys against the
@@ -15,6 +18,7 @@ import json
 import pathlib
 import sqlite3
 import sys
+import time
 
 import polars as pl
 
@@ -66,11 +70,14 @@ def cast(name: str, kind) -> pl.Expr:
 def silver(lake: pathlib.Path, out: pathlib.Path) -> None:
     commits = sorted((lake / "bronze" / "_commits").glob("*.json"))
     manifest = json.loads(commits[-1].read_text())
+    silver_from({source: [str(lake / f) for f in table["files"]] for source, table in manifest["tables"].items()}, out)
+
+
+def silver_from(bronze: dict[str, list[str]], out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     kept: dict[str, pl.DataFrame] = {}
     for name, (source, key, columns, bounds, parents) in TABLES.items():
-        files = [str(lake / f) for f in manifest["tables"][source]["files"]]
-        frame = pl.scan_parquet(files).with_row_index("_row").with_columns(cast(c, k) for c, k in columns)
+        frame = pl.scan_parquet(bronze[source]).with_row_index("_row").with_columns(cast(c, k) for c, k in columns)
         bad = pl.col(key).is_null()
         for column, (low, high) in bounds.items():
             value = pl.col(column)
@@ -157,7 +164,7 @@ def gold(silver_dir: pathlib.Path, db: pathlib.Path) -> None:
     as_of = metrics["last_order_date"].max()
     metrics = metrics.with_columns((pl.lit(as_of) - pl.col("last_order_date")).dt.total_days().alias("recency_days"))
     metrics = metrics.with_columns(
-        score(-pl.col("recency_days").cast(pl.Float64)).alias("_r"),
+        score((-pl.col("recency_days").cast(pl.Float64)).fill_null(float("-inf"))).alias("_r"),  # unknown = worst
         score(pl.col("total_orders").cast(pl.Float64)).alias("_f"),
         score(pl.col("total_spent")).alias("_m"),
     ).with_columns(
@@ -223,6 +230,22 @@ def gold(silver_dir: pathlib.Path, db: pathlib.Path) -> None:
             print(f"{name}: {frame.height} rows")
 
 
+def end_to_end(sources: pathlib.Path, work: pathlib.Path, db: pathlib.Path) -> None:
+    import bronze_polars
+
+    stages = {}
+    started = time.perf_counter()
+    bronze_polars.main(sources, work / "bronze")
+    stages["bronze"] = time.perf_counter() - started
+    started = time.perf_counter()
+    silver_from({p.stem: [str(p)] for p in (work / "bronze").glob("*.parquet")}, work / "silver")
+    stages["silver"] = time.perf_counter() - started
+    started = time.perf_counter()
+    gold(work / "silver", db)
+    stages["gold"] = time.perf_counter() - started
+    print(json.dumps({"stages": stages}))
+
+
 if __name__ == "__main__":
-    mode, source, target = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
-    {"silver": silver, "gold": gold}[mode](source, target)
+    mode, paths = sys.argv[1], [pathlib.Path(a) for a in sys.argv[2:]]
+    {"silver": silver, "gold": gold, "all": end_to_end}[mode](*paths)

@@ -1,0 +1,75 @@
+"""Do several Gold SQLite files hold the same results? For each of the five
+Gold tables: the row count and the sum of every numeric column must match
+(floating sums to 1e-9 relative), and each KPI label column (rfm_score,
+segment, impact_class, stock_status) must count its values alike, give or
+take 0.05% of the rows, as must the sum of a rank: values that tie in one
+engine's floating-point sums (added in another order) can fall either side
+of each other in another's.
+
+  python bench/compare_gold.py NAME=DB NAME=DB ...   exit 0 when they agree
+
+The first DB is the reference; a line is printed per table and check.
+"""
+
+import math
+import sqlite3
+import sys
+
+TABLES = ["dm_sales_daily", "dm_sales_by_product", "dm_customer_metrics", "dm_product_reviews_impact", "dm_stock_performance"]
+LABELS = {"rfm_score", "segment", "impact_class", "stock_status"}
+RANKS = {"revenue_rank_in_category"}
+
+
+def summary(path: str) -> dict:
+    out = {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        for table in TABLES:
+            columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+            rows = db.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+            sums, labels = {}, {}
+            for column in columns:
+                kinds = {k for (k,) in db.execute(f'SELECT DISTINCT typeof("{column}") FROM "{table}"')} - {"null"}
+                if column in LABELS:
+                    labels[column] = dict(db.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY 1'))
+                elif kinds and kinds <= {"integer", "real"}:
+                    sums[column] = db.execute(f'SELECT TOTAL("{column}") FROM "{table}"').fetchone()[0]
+            out[table] = {"rows": rows, "sums": sums, "labels": labels}
+    return out
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def main(args: list[str]) -> int:
+    named = [arg.split("=", 1) for arg in args]
+    summaries = {name: summary(path) for name, path in named}
+    reference, ok = named[0][0], True
+    for table in TABLES:
+        ref = summaries[reference][table]
+        for name, _ in named[1:]:
+            other = summaries[name][table]
+            problems = []
+            if other["rows"] != ref["rows"]:
+                problems.append(f"rows {other['rows']} vs {ref['rows']}")
+            for column, value in ref["sums"].items():
+                if column not in other["sums"]:
+                    problems.append(f"no numeric column {column}")
+                elif column in RANKS and abs(other["sums"][column] - value) <= max(1, ref["rows"] // 2000):
+                    continue
+                elif not close(other["sums"][column], value):
+                    problems.append(f"sum({column}) {other['sums'][column]!r} vs {value!r}")
+            moved = 0
+            for column, counts in ref["labels"].items():
+                theirs = other["labels"].get(column, {})
+                moved += sum(abs(theirs.get(k, 0) - counts.get(k, 0)) for k in set(counts) | set(theirs)) // 2
+            if moved > max(1, ref["rows"] // 2000):
+                problems.append(f"{moved} rows labelled differently")
+            ok &= not problems
+            verdict = "; ".join(problems) if problems else "same rows and sums" + (f" ({moved} labels moved by ties)" if moved else "")
+            print(f"{table:28} {name} vs {reference}: {ref['rows']} rows, {len(ref['sums'])} sums: {verdict}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

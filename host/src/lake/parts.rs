@@ -21,6 +21,7 @@ pub struct PartWriter<'a> {
     properties: WriterProperties,
     rows_per_file: usize,
     current: Option<(String, ArrowWriter<LakeFile<'a>>)>,
+    first_index: usize,
     rows_in_current: usize,
     files: Vec<String>,
     rows: u64,
@@ -43,6 +44,7 @@ impl<'a> PartWriter<'a> {
             properties,
             rows_per_file,
             current: None,
+            first_index: 0,
             rows_in_current: 0,
             files: Vec::new(),
             rows: 0,
@@ -55,6 +57,13 @@ impl<'a> PartWriter<'a> {
         self
     }
 
+    /// Numbers the files from `index` instead of 0 (writers that share a
+    /// folder and a prefix, each writing its own files).
+    pub fn with_first_index(mut self, index: usize) -> Self {
+        self.first_index = index;
+        self
+    }
+
     fn parquet_error(&self, e: impl std::fmt::Display) -> LakeError {
         LakeError::Parquet { url: self.lake.url().to_owned(), path: self.folder.clone(), message: e.to_string() }
     }
@@ -62,7 +71,7 @@ impl<'a> PartWriter<'a> {
     /// Appends a batch (of the writer's schema).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         if self.current.is_none() {
-            let path = format!("{}/{}-{:05}.parquet", self.folder, self.prefix, self.files.len());
+            let path = format!("{}/{}-{:05}.parquet", self.folder, self.prefix, self.first_index + self.files.len());
             let file = self.lake.create(&path)?;
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
                 .map_err(|e| self.parquet_error(e))?;

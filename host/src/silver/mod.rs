@@ -616,24 +616,90 @@ impl TableBuilder<'_> {
         Ok((frame, files, report))
     }
 
+    /// Writes a frame as Parquet files under `folder`: a large one as one
+    /// file per core, encoded side by side (in row order: file i holds the
+    /// i-th slice of rows).
     fn write(&self, frame: &DataFrame, folder: &str, prefix: &'static str) -> Result<(Vec<String>, u64), SilverError> {
+        const ROWS_PER_FILE: usize = 8 << 20;
+        const WRITERS: usize = 2;
+        let rows = frame.height();
+        let files =
+            if rows >= 2 * PARALLEL_WRITE_ROWS { rows.div_ceil(ROWS_PER_FILE).next_multiple_of(WRITERS) } else { 1 };
+        let slice_rows = rows.div_ceil(files).max(1);
         let mut frame = frame.clone();
         let batches = frame::from_polars(&mut frame).map_err(|e: FrameError| self.engine_error(e))?;
         let schema = match batches.first() {
             Some(batch) => batch.schema(),
             None => frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?,
         };
-        let mut writer = PartWriter::new(self.lake, folder.to_owned(), schema.clone(), 8 << 20, table_properties())
-            .with_prefix(prefix);
-        for batch in &batches {
-            writer.write(batch)?;
+        let slices = split_rows(&batches, slice_rows);
+        let write_slice = |index: usize, slice: &[RecordBatch]| -> Result<(Vec<String>, u64), SilverError> {
+            let mut writer =
+                PartWriter::new(self.lake, folder.to_owned(), schema.clone(), usize::MAX, table_properties())
+                    .with_prefix(prefix)
+                    .with_first_index(index);
+            for batch in slice {
+                writer.write(batch)?;
+            }
+            if slice.is_empty() {
+                // An empty table is still a table: one file with its schema.
+                writer.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+            Ok(writer.finish()?)
+        };
+        if slices.len() <= 1 {
+            return write_slice(0, slices.first().map(Vec::as_slice).unwrap_or_default());
         }
-        if batches.is_empty() {
-            // An empty table is still a table: one file with its schema.
-            writer.write(&RecordBatch::new_empty(schema))?;
+        let written: Vec<Result<(Vec<String>, u64), SilverError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|writer| {
+                    let (slices, write_slice) = (&slices, &write_slice);
+                    scope.spawn(move || {
+                        (writer..slices.len()).step_by(WRITERS).map(|i| write_slice(i, &slices[i])).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut by_writer: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).into_iter())
+                .collect();
+            // Back in file order: slice i was written by writer i % WRITERS.
+            (0..slices.len()).filter_map(|i| by_writer[i % WRITERS].next()).collect()
+        });
+        let (mut paths, mut total) = (Vec::new(), 0);
+        for result in written {
+            let (files, rows) = result?;
+            paths.extend(files);
+            total += rows;
         }
-        Ok(writer.finish()?)
+        Ok((paths, total))
     }
+}
+
+/// Tables at least twice this size are written by several writers at once.
+const PARALLEL_WRITE_ROWS: usize = 1 << 20;
+
+/// The batches cut into consecutive slices of `rows` rows (the last one
+/// shorter), without copying.
+fn split_rows(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut slices = vec![Vec::new()];
+    let mut filled = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if filled == rows {
+                slices.push(Vec::new());
+                filled = 0;
+            }
+            let take = (rows - filled).min(batch.num_rows() - offset);
+            if let Some(slice) = slices.last_mut() {
+                slice.push(batch.slice(offset, take));
+            }
+            offset += take;
+            filled += take;
+        }
+    }
+    if slices.len() == 1 && slices[0].is_empty() { Vec::new() } else { slices }
 }
 
 /// The relational rules of one table, apart from any data: the checks
@@ -850,5 +916,34 @@ fn hive_type(data_type: &DataType) -> &'static str {
         DataType::Timestamp(..) => "TIMESTAMP",
         DataType::Boolean => "BOOLEAN",
         _ => "STRING",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch};
+
+    use super::split_rows;
+
+    fn batch(from: i64, rows: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from_iter_values(from..from + rows)) as _)]).unwrap()
+    }
+
+    #[test]
+    fn slices_keep_every_row_once_in_order() {
+        let batches = [batch(0, 5), batch(5, 2), batch(7, 6)];
+        let slices = split_rows(&batches, 4);
+        let sizes: Vec<usize> = slices.iter().map(|s| s.iter().map(RecordBatch::num_rows).sum()).collect();
+        assert_eq!(sizes, [4, 4, 4, 1]);
+        let values: Vec<i64> = slices
+            .iter()
+            .flatten()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(values, (0..13).collect::<Vec<_>>());
+        assert!(split_rows(&[], 4).is_empty());
+        assert!(split_rows(&[batch(0, 0)], 4).is_empty());
     }
 }

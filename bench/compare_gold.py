@@ -49,14 +49,15 @@ def main(args: list[str]) -> int:
         ref = summaries[reference][table]
         for name, _ in named[1:]:
             other = summaries[name][table]
-            problems = []
+            problems, notes = [], []
             if other["rows"] != ref["rows"]:
                 problems.append(f"rows {other['rows']} vs {ref['rows']}")
             for column, value in ref["sums"].items():
                 if column not in other["sums"]:
                     problems.append(f"no numeric column {column}")
                 elif column in RANKS and abs(other["sums"][column] - value) <= max(1, ref["rows"] // 2000):
-                    continue
+                    if other["sums"][column] != value:
+                        notes.append(f"sum({column}) off by {other['sums'][column] - value:+g} by ties")
                 elif not close(other["sums"][column], value):
                     problems.append(f"sum({column}) {other['sums'][column]!r} vs {value!r}")
             moved = 0
@@ -66,7 +67,9 @@ def main(args: list[str]) -> int:
             if moved > max(1, ref["rows"] // 2000):
                 problems.append(f"{moved} rows labelled differently")
             ok &= not problems
-            verdict = "; ".join(problems) if problems else "same rows and sums" + (f" ({moved} labels moved by ties)" if moved else "")
+            if moved:
+                notes.append(f"{moved} labels moved by ties")
+            verdict = "; ".join(problems) if problems else "same rows and sums" + (f" ({'; '.join(notes)})" if notes else "")
             print(f"{table:28} {name} vs {reference}: {ref['rows']} rows, {len(ref['sums'])} sums: {verdict}")
     return 0 if ok else 1
 

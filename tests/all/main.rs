@@ -7,6 +7,7 @@ mod gold;
 mod lake;
 mod pipeline;
 mod plugin;
+mod readme;
 mod silver;
 mod tidy;
 mod util;

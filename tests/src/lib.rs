@@ -26,6 +26,12 @@ pub fn copy_plugin(from: &str, to: &Path) {
     std::fs::copy(from, to).unwrap_or_else(|e| panic!("cannot copy plugin {from} to {}: {e}", to.display()));
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
 /// A temporary folder, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temporary folder: {e}"))

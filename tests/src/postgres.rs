@@ -58,11 +58,6 @@ fn command(bin: &Path, program: &str) -> Command {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
 impl Postgres {
     /// A new server of its own, started and ready.
     pub fn start() -> Result<Self, String> {
@@ -80,7 +75,7 @@ impl Postgres {
         if !output.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
         }
-        let port = free_port()?;
+        let port = crate::free_port()?;
         let server = Postgres {
             url: format!("postgres://medallion@127.0.0.1:{port}/postgres"),
             port,

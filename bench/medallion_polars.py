@@ -22,49 +22,19 @@ import time
 
 import polars as pl
 
-INT, DOUBLE, DATE, TEXT = pl.Int64, pl.Float64, pl.Date, pl.Utf8
+from rules import DATE, TABLES, TEXT
 
-TABLES = {
-    "dim_customers": ("customers", "customer_id", [("customer_id", INT), ("gender", TEXT), ("country", TEXT), ("signup_date", DATE)], {}, []),
-    "dim_products": (
-        "products",
-        "product_id",
-        [("product_id", INT), ("product_name", TEXT), ("category", TEXT), ("brand", TEXT), ("price", DOUBLE), ("stock_quantity", INT)],
-        {},
-        [],
-    ),
-    "fact_orders": (
-        "orders",
-        "order_id",
-        [("order_id", INT), ("customer_id", INT), ("order_date", DATE), ("total_amount", DOUBLE), ("payment_method", TEXT), ("shipping_country", TEXT)],
-        {"total_amount": (0, None)},
-        [("customer_id", "dim_customers", "customer_id", [])],
-    ),
-    "fact_order_items": (
-        "order_items",
-        "order_item_id",
-        [("order_item_id", INT), ("order_id", INT), ("product_id", INT), ("quantity", INT), ("unit_price", DOUBLE)],
-        {"quantity": (0, None), "unit_price": (0, None)},
-        [("order_id", "fact_orders", "order_id", ["order_date"]), ("product_id", "dim_products", "product_id", [])],
-    ),
-    "fact_reviews": (
-        "product_reviews",
-        "review_id",
-        [("review_id", INT), ("product_id", INT), ("customer_id", INT), ("rating", INT), ("review_date", DATE)],
-        {"rating": (0.5, 5.5)},
-        [("product_id", "dim_products", "product_id", []), ("customer_id", "dim_customers", "customer_id", [])],
-    ),
-}
+TYPES = {"int": pl.Int64, "double": pl.Float64, "date": pl.Date, "string": pl.Utf8}
 
 
-def cast(name: str, kind) -> pl.Expr:
+def cast(name: str, kind: str) -> pl.Expr:
     column = pl.col(name)
     if kind == TEXT:
-        return column.cast(TEXT)
-    text = column.cast(TEXT).str.strip_chars()
+        return column.cast(pl.Utf8)
+    text = column.cast(pl.Utf8).str.strip_chars()
     if kind == DATE:
         return text.str.to_date("%Y-%m-%d", strict=False).alias(name)
-    return text.cast(kind, strict=False).alias(name)
+    return text.cast(TYPES[kind], strict=False).alias(name)
 
 
 def silver(lake: pathlib.Path, out: pathlib.Path) -> None:

@@ -42,40 +42,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-INT, DOUBLE, DATE, TEXT = "bigint", "double", "date", "string"
+from rules import DATE, TABLES, TEXT
 
-# name: (Bronze table, key, typed columns, bounds (low, high) exclusive, parents (column, table, key, take))
-TABLES = {
-    "dim_customers": ("customers", "customer_id", [("customer_id", INT), ("gender", TEXT), ("country", TEXT), ("signup_date", DATE)], {}, []),
-    "dim_products": (
-        "products",
-        "product_id",
-        [("product_id", INT), ("product_name", TEXT), ("category", TEXT), ("brand", TEXT), ("price", DOUBLE), ("stock_quantity", INT)],
-        {},
-        [],
-    ),
-    "fact_orders": (
-        "orders",
-        "order_id",
-        [("order_id", INT), ("customer_id", INT), ("order_date", DATE), ("total_amount", DOUBLE), ("payment_method", TEXT), ("shipping_country", TEXT)],
-        {"total_amount": (0, None)},
-        [("customer_id", "dim_customers", "customer_id", [])],
-    ),
-    "fact_order_items": (
-        "order_items",
-        "order_item_id",
-        [("order_item_id", INT), ("order_id", INT), ("product_id", INT), ("quantity", INT), ("unit_price", DOUBLE)],
-        {"quantity": (0, None), "unit_price": (0, None)},
-        [("order_id", "fact_orders", "order_id", ["order_date"]), ("product_id", "dim_products", "product_id", [])],
-    ),
-    "fact_reviews": (
-        "product_reviews",
-        "review_id",
-        [("review_id", INT), ("product_id", INT), ("customer_id", INT), ("rating", INT), ("review_date", DATE)],
-        {"rating": (0.5, 5.5)},
-        [("product_id", "dim_products", "product_id", []), ("customer_id", "dim_customers", "customer_id", [])],
-    ),
-}
+TYPES = {"int": "bigint", "double": "double", "date": "date", "string": "string"}
 
 WHITESPACE = " \t\n\r\f\v"  # stripped around numbers and dates
 
@@ -169,13 +138,13 @@ def bronze(spark: SparkSession, sources: pathlib.Path, out: pathlib.Path) -> Non
 def cast(field: T.StructField, kind: str):
     column = F.col(field.name)
     if kind == TEXT:
-        return column.cast(TEXT).alias(field.name)
+        return column.cast("string").alias(field.name)
     if not isinstance(field.dataType, T.StringType):
-        return column.try_cast(kind).alias(field.name)
+        return column.try_cast(TYPES[kind]).alias(field.name)
     text = F.trim(column, F.lit(WHITESPACE))
     if kind == DATE:
         return F.try_to_date(text, "yyyy-MM-dd").alias(field.name)
-    return text.try_cast(kind).alias(field.name)
+    return text.try_cast(TYPES[kind]).alias(field.name)
 
 
 def clean(spark: SparkSession, bronze_dir: pathlib.Path, out: pathlib.Path, name: str, kept: dict[str, DataFrame]) -> DataFrame:

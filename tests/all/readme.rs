@@ -3,7 +3,8 @@
 //! built plugins in `dist/plugins`), with the real `host` first on PATH.
 //! Nothing is rewritten but addresses: `namenode:9000` becomes this run's
 //! MiniDFSCluster, `pg.example:5432/medallion` a PostgreSQL server of the
-//! test's own, `127.0.0.1:8080` a free port.
+//! test's own, `127.0.0.1:8080` a free port. The environment is only what
+//! the commands need.
 //!
 //! Two kinds of command are not run here, and the test says where they are:
 //! the set-up block (`scripts/demo`, `scripts/test`: the second is this suite,
@@ -89,32 +90,30 @@ fn every_command_in_the_readme_runs_as_written() {
 
     let namenode = hdfs::mini_hdfs().url.trim_start_matches("hdfs://").to_owned();
     let postgres = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
-    let listen = format!("127.0.0.1:{}", free_port().unwrap_or_else(|e| panic!("no free port: {e}")));
-    let addresses = [
-        ("namenode:9000", namenode.as_str()),
-        ("pg.example:5432/medallion", &format!("127.0.0.1:{}/postgres", postgres.port)),
-        ("127.0.0.1:8080", listen.as_str()),
-    ];
+    let database = format!("127.0.0.1:{}/postgres", postgres.port);
 
     let mut transcript = String::new();
     for (line, block) in &blocks[1..] {
+        // A port found free just before the block that serves on it.
+        let listen = format!("127.0.0.1:{}", free_port().unwrap_or_else(|e| panic!("no free port: {e}")));
         let mut script = block.clone();
-        for (from, to) in &addresses {
+        for (from, to) in
+            [("namenode:9000", &namenode), ("pg.example:5432/medallion", &database), ("127.0.0.1:8080", &listen)]
+        {
             script = script.replace(from, to);
         }
+        // Only what the commands need: a MEDALLION_* or secret of the
+        // caller's would change what they do.
         let output = Command::new("bash")
             .arg("-c")
             .arg(format!("{PREAMBLE}{script}"))
             .current_dir(&copy)
+            .env_clear()
             .env("PATH", &path)
+            .env("HOME", work.path())
+            .env("XDG_CACHE_HOME", crate::util::shared_home())
             .env("README_BUILT", &built)
             .env("MEDALLION_LISTEN", &listen)
-            .env("XDG_CACHE_HOME", crate::util::shared_home())
-            .env_remove("RUST_LOG")
-            .env_remove("MEDALLION_LAKE")
-            .env_remove("MEDALLION_GOLD")
-            .env_remove("MEDALLION_PLUGINS")
-            .env_remove("MEDALLION_SOURCES")
             .output()
             .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
         let (stdout, stderr) = crate::util::text(&output);
@@ -139,6 +138,7 @@ fn every_command_in_the_readme_runs_as_written() {
     }
     let listed = transcript.lines().any(|l| l.starts_with("stock-status") && l.contains("0.2.0"));
     assert!(listed, "`host plugins list` did not show the dropped-in stock-status 0.2.0:\n{transcript}");
+    assert!(transcript.contains("\"0.2.0\""), "`host runs --json` did not name stock-status 0.2.0:\n{transcript}");
 }
 
 fn copy_all(from: &Path, to: &Path) {

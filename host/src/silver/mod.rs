@@ -616,9 +616,9 @@ impl TableBuilder<'_> {
         Ok((frame, files, report))
     }
 
-    /// Writes a frame as Parquet files under `folder`: a large one as one
-    /// file per core, encoded side by side (in row order: file i holds the
-    /// i-th slice of rows).
+    /// Writes a frame as Parquet files under `folder`: a large one as an
+    /// even number of files encoded by two writers side by side (in row
+    /// order: file i holds the i-th slice of rows).
     fn write(&self, frame: &DataFrame, folder: &str, prefix: &'static str) -> Result<(Vec<String>, u64), SilverError> {
         const ROWS_PER_FILE: usize = 8 << 20;
         const WRITERS: usize = 2;

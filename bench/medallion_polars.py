@@ -16,13 +16,12 @@ Gold: the five tables' SQL, then the KPI formulas of the plugins.
 
 import json
 import pathlib
-import sqlite3
 import sys
 import time
 
 import polars as pl
 
-from rules import DATE, TABLES, TEXT
+from rules import DATE, GOLD, TABLES, TEXT, write_gold
 
 TYPES = {"int": pl.Int64, "double": pl.Float64, "date": pl.Date, "string": pl.Utf8}
 
@@ -184,21 +183,8 @@ def gold(silver_dir: pathlib.Path, db: pathlib.Path) -> None:
         (pl.col("avg_daily_sales") * 14 - pl.col("stock_quantity").fill_null(0)).ceil().clip(0).cast(pl.Int64).alias("reorder_qty"),
     )
 
-    db.unlink(missing_ok=True)
-    with sqlite3.connect(db) as connection:
-        for name, frame in [
-            ("dm_sales_daily", daily),
-            ("dm_sales_by_product", by_product),
-            ("dm_customer_metrics", metrics),
-            ("dm_product_reviews_impact", reviews_impact),
-            ("dm_stock_performance", stock),
-        ]:
-            frame = frame.with_columns(pl.col(pl.Date).cast(pl.Utf8))
-            columns = ", ".join(f'"{c}"' for c in frame.columns)
-            connection.execute(f"CREATE TABLE {name} ({columns})")
-            connection.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * frame.width)})", frame.iter_rows())
-            print(f"{name}: {frame.height} rows")
-
+    frames = [frame.with_columns(pl.col(pl.Date).cast(pl.Utf8)) for frame in [daily, by_product, metrics, reviews_impact, stock]]
+    write_gold(db, ((name, frame.columns, frame.iter_rows()) for name, frame in zip(GOLD, frames)))
 
 def end_to_end(sources: pathlib.Path, work: pathlib.Path, db: pathlib.Path) -> None:
     import bronze_polars

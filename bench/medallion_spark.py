@@ -42,7 +42,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from rules import DATE, TABLES, TEXT
+from rules import DATE, GOLD, TABLES, TEXT, write_gold
 
 TYPES = {"int": "bigint", "double": "double", "date": "date", "string": "string"}
 
@@ -381,25 +381,13 @@ def gold(spark: SparkSession, silver_dir: pathlib.Path, db: pathlib.Path) -> Non
         }
     ).drop("_days")
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    db.unlink(missing_ok=True)
-    with sqlite3.connect(db) as connection:
-        for name, frame in [
-            ("dm_sales_daily", daily),
-            ("dm_sales_by_product", by_product),
-            ("dm_customer_metrics", metrics),
-            ("dm_product_reviews_impact", reviews_impact),
-            ("dm_stock_performance", stock),
-        ]:
-            frame = frame.select(
-                *(F.date_format(f.name, "yyyy-MM-dd").alias(f.name) if isinstance(f.dataType, T.DateType) else F.col(f.name) for f in frame.schema.fields)
-            )
-            columns = ", ".join(f'"{c}"' for c in frame.columns)
-            connection.execute(f"CREATE TABLE {name} ({columns})")
-            cursor = connection.executemany(
-                f"INSERT INTO {name} VALUES ({', '.join('?' * len(frame.columns))})", (tuple(row) for row in frame.toLocalIterator(prefetchPartitions=True))
-            )
-            print(f"{name}: {cursor.rowcount} rows", flush=True)
+    def iso_dates(frame: DataFrame) -> DataFrame:
+        return frame.select(
+            *(F.date_format(f.name, "yyyy-MM-dd").alias(f.name) if isinstance(f.dataType, T.DateType) else F.col(f.name) for f in frame.schema.fields)
+        )
+
+    frames = [iso_dates(frame) for frame in [daily, by_product, metrics, reviews_impact, stock]]
+    write_gold(db, ((name, frame.columns, (tuple(row) for row in frame.toLocalIterator(prefetchPartitions=True))) for name, frame in zip(GOLD, frames)))
     daily.unpersist()
     sold.unpersist()
     impact.unpersist()

@@ -1,8 +1,13 @@
-"""The Silver tables both baselines build (bench/medallion_polars.py and
+"""What both baselines share: the Silver tables they build (bench/medallion_polars.py and
 bench/medallion_spark.py), as pipeline.yaml's `silver:` section declares
 them: name -> (Bronze table, key, typed columns, bounds (low, high)
 exclusive, parents (column, parent table, parent key, columns taken)).
-Types are pipeline.yaml's: each script maps them to its engine's."""
+Types are pipeline.yaml's: each script maps them to its engine's. And the
+Gold tables' names and how they are written to SQLite."""
+
+import pathlib
+import sqlite3
+from collections.abc import Iterable, Sequence
 
 INT, DOUBLE, DATE, TEXT = "int", "double", "date", "string"
 
@@ -37,3 +42,18 @@ TABLES = {
         [("product_id", "dim_products", "product_id", []), ("customer_id", "dim_customers", "customer_id", [])],
     ),
 }
+
+
+GOLD = ["dm_sales_daily", "dm_sales_by_product", "dm_customer_metrics", "dm_product_reviews_impact", "dm_stock_performance"]
+
+
+def write_gold(db: pathlib.Path, tables: Iterable[tuple[str, Sequence[str], Iterable[tuple]]]) -> None:
+    """A fresh SQLite file holding each (name, columns, rows), dates as ISO text."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.unlink(missing_ok=True)
+    with sqlite3.connect(db) as connection:
+        for name, columns, rows in tables:
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            connection.execute(f"CREATE TABLE {name} ({quoted})")
+            cursor = connection.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(columns))})", rows)
+            print(f"{name}: {cursor.rowcount} rows", flush=True)

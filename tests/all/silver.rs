@@ -15,11 +15,15 @@ use crate::util::{arg, shared_home, text};
 
 /// Runs `host` on the repository's pipeline with the given sources and lake.
 fn run_pipeline(sources: &Path, lake: &str, plugins: &Path, extra: &[&str]) -> Output {
-    let pipeline = medallion_tests::repo_root().join("pipeline.yaml");
+    run_this_pipeline(&medallion_tests::repo_root().join("pipeline.yaml"), sources, lake, plugins, extra)
+}
+
+/// Runs `host` on a pipeline file with the given sources and lake.
+fn run_this_pipeline(pipeline: &Path, sources: &Path, lake: &str, plugins: &Path, extra: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
     command
         .arg("run")
-        .arg(&pipeline)
+        .arg(pipeline)
         .args(extra)
         .env("XDG_CACHE_HOME", shared_home())
         .env_remove("RUST_LOG")
@@ -326,4 +330,32 @@ fn hive_ddl_describes_the_committed_silver_tables() {
     );
     assert!(ddl.contains(&items), "{ddl}");
     assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 6, "{ddl}");
+}
+
+/// `fact_reviews` is built beside `fact_orders` (their parents are the same
+/// two dimensions); its cleaning fails on its first batch, with a column the
+/// config names and the data lacks (which `validate` cannot see without
+/// data). The run fails naming the plugin, the table and the cause, and
+/// publishes no Silver, whatever its neighbour did.
+#[test]
+fn a_table_that_fails_beside_another_fails_the_run_and_publishes_nothing() {
+    let sources = hand_made_sources();
+    let (_dir, url) = local_lake();
+    let plugins = plugins_folder();
+    let folder = temp_dir();
+    let pipeline = folder.path().join("pipeline.yaml");
+    let text_of = std::fs::read_to_string(medallion_tests::repo_root().join("pipeline.yaml")).unwrap();
+    let broken = text_of.replace("- { name: review_date, type: date }", "- { name: review_day, type: date }");
+    assert_ne!(broken, text_of, "pipeline.yaml no longer has fact_reviews' review_date rule");
+    std::fs::write(&pipeline, broken).unwrap();
+
+    let output = run_this_pipeline(&pipeline, sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    for needed in ["silver table `fact_reviews`", "plugin `clean`", "`push`", "review_day"] {
+        assert!(stderr.contains(needed), "no `{needed}` in:\n{stderr}");
+    }
+    let lake = Lake::open(&url).unwrap();
+    assert!(lake.get("silver/_commits/current.json").unwrap().is_none(), "Silver was published:\n{stderr}");
+    assert!(lake.lock_holder().unwrap().is_none(), "the lake is still locked");
 }

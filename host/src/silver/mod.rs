@@ -925,7 +925,8 @@ mod tests {
 
     use arrow_array::{Int64Array, RecordBatch};
 
-    use super::split_rows;
+    use super::{PARALLEL_WRITE_ROWS, SilverOptions, TableBuilder, split_rows};
+    use crate::lake::Lake;
 
     fn batch(from: i64, rows: i64) -> RecordBatch {
         RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from_iter_values(from..from + rows)) as _)]).unwrap()
@@ -945,5 +946,32 @@ mod tests {
         assert_eq!(values, (0..13).collect::<Vec<_>>());
         assert!(split_rows(&[], 4).is_empty());
         assert!(split_rows(&[batch(0, 0)], 4).is_empty());
+    }
+
+    #[test]
+    fn a_large_table_is_written_by_two_writers_in_row_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&dir.path().to_string_lossy()).unwrap();
+        let options = SilverOptions {
+            run_id: "r".to_owned(),
+            bronze_partition: "ingest_date=2026-11-24".to_owned(),
+            workers: 2,
+            batch_rows: 65_536,
+            limits: Default::default(),
+        };
+        let rows = 2 * PARALLEL_WRITE_ROWS as i64 + 3;
+        let frame = polars::prelude::df!("n" => (0..rows).collect::<Vec<i64>>()).unwrap();
+        let builder = TableBuilder { lake: &lake, name: "t", options: &options };
+        let (files, written) = builder.write(&frame, "silver/t", "part").unwrap();
+        assert_eq!(written, rows as u64);
+        assert_eq!(files, ["silver/t/part-00000.parquet", "silver/t/part-00001.parquet"]);
+        let mut next = 0;
+        for batch in lake.read_parquet(&files).unwrap() {
+            for value in batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values() {
+                assert_eq!(*value, next);
+                next += 1;
+            }
+        }
+        assert_eq!(next, rows);
     }
 }

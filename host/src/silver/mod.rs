@@ -186,20 +186,16 @@ pub fn build(
             .filter(|name| spec.reads(name).iter().all(|read| manifest.tables.contains_key(read)))
             .take(TABLES_AT_ONCE)
             .collect();
-        let Some(first) = ready.first() else {
+        if ready.is_empty() {
             return Err(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
-        };
-        let built: Vec<Result<Built, SilverError>> = if ready.len() == 1 {
-            vec![build_table(lake, spec, first, &bronze, catalog, options, &frames)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = ready
-                    .iter()
-                    .map(|name| scope.spawn(|| build_table(lake, spec, name, &bronze, catalog, options, &frames)))
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-            })
-        };
+        }
+        let built: Vec<Result<Built, SilverError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .map(|name| scope.spawn(|| build_table(lake, spec, name, &bronze, catalog, options, &frames)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
         for (name, result) in ready.iter().zip(built) {
             let (frame, files, table_report) = result?;
             manifest.tables.insert((*name).clone(), files);

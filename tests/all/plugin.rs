@@ -19,6 +19,26 @@ fn passthrough_returns_each_batch_unchanged() {
 }
 
 #[test]
+fn one_instance_returns_every_batch_of_a_sequence_unchanged_whatever_their_sizes_and_columns() {
+    // The host keeps its encode buffer between pushes: a small batch after a
+    // large one, or one with other columns, must not carry anything over.
+    let plugin = load(&shared_runtime(), artifacts::PASSTHROUGH);
+    let mut instance = plugin.instantiate("{}", Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let long: Vec<String> = (0..50_000).map(|i| format!("value number {i}")).collect();
+    let long: Vec<Option<&str>> = long.iter().map(|s| Some(s.as_str())).collect();
+    let sequence = [
+        strings(&[("id", &long), ("text", &long)]),
+        strings(&[("id", &[Some("1")]), ("text", &[None])]),
+        strings(&[("other", &[Some("x"), Some("y")])]),
+        strings(&[("id", &long[..10]), ("text", &long[10..20])]),
+    ];
+    for (i, batch) in sequence.iter().enumerate() {
+        let outputs = instance.push("in", batch).unwrap_or_else(|e| panic!("push {i}: {e}"));
+        assert_eq!(port(&outputs, "out"), std::slice::from_ref(batch), "push {i}");
+    }
+}
+
+#[test]
 fn a_plugin_describes_its_name_version_ports_and_config() {
     let plugin = load(&shared_runtime(), artifacts::CLEAN);
     let info = plugin.info();

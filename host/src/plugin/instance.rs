@@ -30,7 +30,14 @@ pub struct Instance {
     outputs: Vec<PortInfo>,
     limits: Limits,
     poisoned: Option<Call>,
+    /// The IPC bytes of the batch being pushed, kept between calls so that a
+    /// push writes into memory already mapped.
+    encoded: Vec<u8>,
 }
+
+/// Above this, the encode buffer is given back after the call rather than
+/// kept for the next.
+const KEEP_ENCODED_BYTES: usize = 64 << 20;
 
 impl Instance {
     pub(crate) fn create(
@@ -57,7 +64,7 @@ impl Instance {
         })?;
         let outputs =
             raw_outputs.into_iter().map(|port| PortInfo::from_wit(name, port)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Instance { store, bindings, handle, info, outputs, limits, poisoned: None })
+        Ok(Instance { store, bindings, handle, info, outputs, limits, poisoned: None, encoded: Vec::new() })
     }
 
     /// The plugin's description.
@@ -72,21 +79,20 @@ impl Instance {
 
     /// Pushes one batch on input port `port`.
     pub fn push(&mut self, port: &str, batch: &RecordBatch) -> Result<Outputs, PluginError> {
-        let bytes = ipc::encode(batch)
-            .map_err(|e| PluginError::Encode { plugin: self.info.name.clone(), cause: e.to_string() })?;
-        self.push_ipc(port, bytes)
-    }
-
-    /// Pushes Arrow IPC stream bytes on input port `port` as they are.
-    pub fn push_ipc(&mut self, port: &str, ipc_stream: Vec<u8>) -> Result<Outputs, PluginError> {
         if !self.info.inputs.iter().any(|p| p.name == port) {
             let known = self.info.inputs.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
             return Err(PluginError::UnknownPort { plugin: self.info.name.clone(), port: port.to_owned(), known });
         }
+        let mut encoded = std::mem::take(&mut self.encoded);
+        ipc::encode_into(batch, &mut encoded)
+            .map_err(|e| PluginError::Encode { plugin: self.info.name.clone(), cause: e.to_string() })?;
         let raw = self.call(Call::Push, |store, bindings, handle| {
-            bindings.medallion_plugin_transform().instance().call_push(store, handle, port, &ipc_stream)
-        })?;
-        self.check_outputs(Call::Push, raw)
+            bindings.medallion_plugin_transform().instance().call_push(store, handle, port, &encoded)
+        });
+        if encoded.capacity() <= KEEP_ENCODED_BYTES {
+            self.encoded = encoded;
+        }
+        self.check_outputs(Call::Push, raw?)
     }
 
     /// Signals the end of input and returns what the plugin emits last.

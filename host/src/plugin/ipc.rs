@@ -7,15 +7,18 @@ use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::Schema;
 
-/// Encodes one batch as an IPC stream (schema, batch, end marker).
-pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> {
+/// Encodes one batch as an IPC stream (schema, batch, end marker) into
+/// `out`, replacing what it held.
+pub(crate) fn encode_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow_schema::ArrowError> {
+    out.clear();
     // Column data plus room for the metadata; see the SDK on why not
     // `get_array_memory_size`.
     let capacity =
         batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>() + 1024;
-    let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), batch.schema_ref())?;
+    out.reserve(capacity);
+    let mut writer = StreamWriter::try_new(out, batch.schema_ref())?;
     writer.write(batch)?;
-    writer.into_inner()
+    writer.finish()
 }
 
 /// Decodes every batch of an IPC stream without copying its column data.

@@ -59,6 +59,7 @@ pub fn check_ports(info: &PluginInfo, inputs: &[&str], outputs: &[&str]) -> Resu
 /// boundary does; returns the rows decoded. For benchmarks.
 #[doc(hidden)]
 pub fn ipc_roundtrip(batch: &arrow_array::RecordBatch) -> Result<usize, String> {
-    let bytes = ipc::encode(batch).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    ipc::encode_into(batch, &mut bytes).map_err(|e| e.to_string())?;
     Ok(ipc::decode(bytes)?.iter().map(|b| b.num_rows()).sum())
 }

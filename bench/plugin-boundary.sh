@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The plugin-boundary benchmark (issue: plugin runtime). Builds the plugins
 # and the bench binary in release mode, then:
-#  1. times the cast-and-validate step, native against the wasm plugin, as
-#     whole processes with hyperfine (same data generation in both), and
-#     prints each run's own timing of the step alone;
+#  1. times the cast-and-validate step, native against the wasm plugin:
+#     taking turns in one process (the ratio quoted), each in a process of
+#     its own (with the pass-through boundary and native IPC alone beside
+#     them), and as whole processes with hyperfine (data generation included);
 #  2. prints the micro figures: one call on an empty batch, one instantiation
 #     from InstancePre, compile against disk-cache load, pass-through GB/s.
 # Usage: bench/plugin-boundary.sh [ROWS]   (default 1,000,000 rows, 64k-row batches)
@@ -20,9 +21,12 @@ cargo xtask build-plugins --out dist/plugins >/dev/null
 cargo build --quiet --release -p medallion-bench
 bench="$CARGO_TARGET_DIR/release/plugin-boundary"
 
-echo "== the cast step alone, as each process reports it (3 runs each)"
-for engine in native wasm boundary; do
-    for _ in 1 2 3; do "$bench" cast "$engine" dist/plugins "$rows"; done
+echo "== the cast step, native and wasm taking turns in one process (15 rounds)"
+"$bench" ab dist/plugins 15 "$rows"
+
+echo "== each step in a process of its own, 30 rounds each (median)"
+for engine in native wasm boundary ipc; do
+    "$bench" repeat "$engine" dist/plugins 30 "$rows"
 done
 
 echo "== whole processes, native vs wasm"

@@ -3,7 +3,9 @@
 //! and of one instantiation, and the compile cache.
 //!
 //! Usage (see `bench/plugin-boundary.sh`, which runs it under hyperfine):
-//!   plugin-boundary cast native|wasm PLUGINS_DIR [ROWS] [BATCH_ROWS]
+//!   plugin-boundary cast native|wasm|boundary|ipc PLUGINS_DIR [ROWS] [BATCH_ROWS]
+//!   plugin-boundary ab PLUGINS_DIR [ROUNDS] [ROWS]
+//!   plugin-boundary repeat ENGINE PLUGINS_DIR [ROUNDS] [ROWS]   (for a profiler)
 //!   plugin-boundary passthrough PLUGINS_DIR [MIB]
 //!   plugin-boundary micro PLUGINS_DIR
 
@@ -35,11 +37,15 @@ fn main() {
         (Some("cast"), Some(engine), Some(dir)) => {
             cast(engine, Path::new(dir), number(3, 1_000_000), number(4, 65_536))
         }
+        (Some("ab"), Some(dir), _) => ab(Path::new(dir), number(2, 15), number(3, 1_000_000)),
+        (Some("repeat"), Some(engine), Some(dir)) => {
+            repeat(engine, Path::new(dir), number(3, 30), number(4, 1_000_000))
+        }
         (Some("passthrough"), Some(dir), _) => passthrough(Path::new(dir), number(2, 2048)),
         (Some("micro"), Some(dir), _) => micro(Path::new(dir)),
-        _ => {
-            Err("usage: plugin-boundary cast native|wasm DIR [ROWS] [BATCH] | passthrough DIR [MIB] | micro DIR".into())
-        }
+        _ => Err("usage: plugin-boundary cast native|wasm|boundary|ipc DIR [ROWS] [BATCH] | ab DIR [ROUNDS] [ROWS] \
+             | repeat ENGINE DIR [ROUNDS] [ROWS] | passthrough DIR [MIB] | micro DIR"
+            .into()),
     };
     if let Err(e) = result {
         eprintln!("plugin-boundary: {e}");
@@ -86,29 +92,48 @@ fn load(runtime: &Runtime, dir: &Path, name: &str) -> Result<LoadedPlugin, Box<d
     Ok(runtime.load(&dir.join(format!("{name}.wasm")))?)
 }
 
-fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult {
-    let batches = order_batches(rows, batch_rows);
+/// The plugins a cast step may use, loaded (and compiled or read from the
+/// cache) before any timing.
+struct Loaded {
+    clean: LoadedPlugin,
+    passthrough: LoadedPlugin,
+}
+
+impl Loaded {
+    fn new(dir: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let runtime = runtime()?;
+        Ok(Loaded { clean: load(&runtime, dir, "clean")?, passthrough: load(&runtime, dir, "passthrough")? })
+    }
+}
+
+/// Runs the cast step once on `engine`: its time (instance creation
+/// included), and the rows kept and rejected.
+fn cast_step(
+    engine: &str,
+    plugins: &Loaded,
+    batches: &[RecordBatch],
+) -> Result<(Duration, usize, usize), Box<dyn std::error::Error>> {
     let (mut kept, mut rejected) = (0usize, 0usize);
-    let started;
+    let started = Instant::now();
     match engine {
         "native" => {
-            started = Instant::now();
             let mut clean = <clean::Clean as Plugin>::new(CAST_CONFIG).map_err(|e| format!("{e:?}"))?;
-            for batch in &batches {
+            for batch in batches {
                 let applied = clean.apply(batch).map_err(|e| format!("{e:?}"))?;
                 kept += applied.clean.num_rows();
                 rejected += applied.rejected.num_rows();
             }
         }
         "wasm" => {
-            let runtime = runtime()?;
-            let plugin = load(&runtime, dir, "clean")?;
-            started = Instant::now();
-            let mut instance = plugin.instantiate(CAST_CONFIG, Limits::default())?;
-            for batch in &batches {
+            let mut instance = plugins.clean.instantiate(CAST_CONFIG, Limits::default())?;
+            for batch in batches {
                 for (port, out) in instance.push("in", batch)? {
                     let n: usize = out.iter().map(RecordBatch::num_rows).sum();
-                    if port == "out" { kept += n } else { rejected += n }
+                    if port == "out" {
+                        kept += n
+                    } else if port == "rejected" {
+                        rejected += n
+                    }
                 }
             }
             instance.finish()?;
@@ -116,11 +141,8 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
         "boundary" => {
             // The same batches through the pass-through plugin: what moving
             // this data across the boundary costs, with no rule applied.
-            let runtime = runtime()?;
-            let plugin = load(&runtime, dir, "passthrough")?;
-            started = Instant::now();
-            let mut instance = plugin.instantiate("", Limits::default())?;
-            for batch in &batches {
+            let mut instance = plugins.passthrough.instantiate("", Limits::default())?;
+            for batch in batches {
                 for (_, out) in instance.push("in", batch)? {
                     kept += out.iter().map(RecordBatch::num_rows).sum::<usize>();
                 }
@@ -129,17 +151,24 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
         "ipc" => {
             // Native IPC encode and validated decode of the same batches:
             // the floor of what the boundary does twice per call.
-            started = Instant::now();
-            for batch in &batches {
+            for batch in batches {
                 kept += medallion_host::plugin::ipc_roundtrip(batch)?;
             }
         }
-        other => return Err(format!("unknown engine `{other}` (native, wasm or boundary)").into()),
+        other => return Err(format!("unknown engine `{other}` (native, wasm, boundary or ipc)").into()),
     }
     let elapsed = started.elapsed();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if kept + rejected != rows {
-        return Err(format!("lost rows: {kept} kept + {rejected} rejected != {rows}").into());
+        return Err(format!("{engine} lost rows: {kept} kept + {rejected} rejected != {rows}").into());
     }
+    Ok((elapsed, kept, rejected))
+}
+
+fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult {
+    let batches = order_batches(rows, batch_rows);
+    let plugins = Loaded::new(dir)?;
+    let (elapsed, kept, rejected) = cast_step(engine, &plugins, &batches)?;
     println!(
         "cast {engine}: {rows} rows in {} batches: {kept} kept, {rejected} rejected, {:.1} ms, {:.1} M rows/s",
         batches.len(),
@@ -147,6 +176,60 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
         rows as f64 / elapsed.as_secs_f64() / 1e6
     );
     Ok(())
+}
+
+/// Native and wasm taking turns in one process on the same batches (the
+/// order swapped every round), after one warm-up round each: the median of
+/// each, and the median of the per-round ratios.
+fn ab(dir: &Path, rounds: usize, rows: usize) -> BenchResult {
+    let batches = order_batches(rows, 65_536);
+    let plugins = Loaded::new(dir)?;
+    for engine in ["native", "wasm", "boundary"] {
+        cast_step(engine, &plugins, &batches)?;
+    }
+    let (mut native, mut wasm, mut boundary, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { ["native", "wasm", "boundary"] } else { ["boundary", "wasm", "native"] };
+        let mut times = [0.0; 3];
+        for engine in order {
+            let (elapsed, _, _) = cast_step(engine, &plugins, &batches)?;
+            let slot = ["native", "wasm", "boundary"].iter().position(|e| *e == engine).unwrap_or(0);
+            times[slot] = ms(elapsed);
+        }
+        native.push(times[0]);
+        wasm.push(times[1]);
+        boundary.push(times[2]);
+        ratios.push(times[1] / times[0]);
+    }
+    println!(
+        "cast A/B, {rows} rows, {rounds} rounds: native {:.1} ms, wasm {:.1} ms, pass-through boundary {:.1} ms \
+         (medians); wasm/native {:.2}x (median of per-round ratios; min {:.2}, max {:.2})",
+        median(&mut native),
+        median(&mut wasm),
+        median(&mut boundary),
+        median(&mut ratios),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    Ok(())
+}
+
+/// One engine's cast step, round after round: something for a profiler to
+/// look at with little else in the picture.
+fn repeat(engine: &str, dir: &Path, rounds: usize, rows: usize) -> BenchResult {
+    let batches = order_batches(rows, 65_536);
+    let plugins = Loaded::new(dir)?;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        times.push(ms(cast_step(engine, &plugins, &batches)?.0));
+    }
+    println!("cast {engine}, {rows} rows, {rounds} rounds: {:.1} ms (median)", median(&mut times));
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn passthrough(dir: &Path, mib: usize) -> BenchResult {

@@ -83,12 +83,16 @@ impl Instance {
             let known = self.info.inputs.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
             return Err(PluginError::UnknownPort { plugin: self.info.name.clone(), port: port.to_owned(), known });
         }
+        if let Some(failed) = self.poisoned {
+            return Err(PluginError::Poisoned { plugin: self.info.name.clone(), call: failed });
+        }
         let mut encoded = std::mem::take(&mut self.encoded);
-        ipc::encode_into(batch, &mut encoded)
-            .map_err(|e| PluginError::Encode { plugin: self.info.name.clone(), cause: e.to_string() })?;
-        let raw = self.call(Call::Push, |store, bindings, handle| {
-            bindings.medallion_plugin_transform().instance().call_push(store, handle, port, &encoded)
-        });
+        let raw = match ipc::encode_into(batch, &mut encoded) {
+            Ok(()) => self.call(Call::Push, |store, bindings, handle| {
+                bindings.medallion_plugin_transform().instance().call_push(store, handle, port, &encoded)
+            }),
+            Err(e) => Err(PluginError::Encode { plugin: self.info.name.clone(), cause: e.to_string() }),
+        };
         if encoded.capacity() <= KEEP_ENCODED_BYTES {
             self.encoded = encoded;
         }

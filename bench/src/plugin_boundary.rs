@@ -92,17 +92,23 @@ fn load(runtime: &Runtime, dir: &Path, name: &str) -> Result<LoadedPlugin, Box<d
     Ok(runtime.load(&dir.join(format!("{name}.wasm")))?)
 }
 
-/// The plugins a cast step may use, loaded (and compiled or read from the
-/// cache) before any timing.
+/// The plugins the cast steps of `engines` use, loaded (compiled or read
+/// from the cache) before any timing; none, and no runtime, for `native`
+/// and `ipc` alone.
 struct Loaded {
-    clean: LoadedPlugin,
-    passthrough: LoadedPlugin,
+    clean: Option<LoadedPlugin>,
+    passthrough: Option<LoadedPlugin>,
 }
 
 impl Loaded {
-    fn new(dir: &Path) -> Result<Self, Box<dyn std::error::Error>> {
-        let runtime = runtime()?;
-        Ok(Loaded { clean: load(&runtime, dir, "clean")?, passthrough: load(&runtime, dir, "passthrough")? })
+    fn new(dir: &Path, engines: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let (wasm, boundary) = (engines.contains(&"wasm"), engines.contains(&"boundary"));
+        let runtime = if wasm || boundary { Some(runtime()?) } else { None };
+        let load_if = |wanted: bool, name: &str| match (&runtime, wanted) {
+            (Some(runtime), true) => load(runtime, dir, name).map(Some),
+            _ => Ok(None),
+        };
+        Ok(Loaded { clean: load_if(wasm, "clean")?, passthrough: load_if(boundary, "passthrough")? })
     }
 }
 
@@ -125,7 +131,8 @@ fn cast_step(
             }
         }
         "wasm" => {
-            let mut instance = plugins.clean.instantiate(CAST_CONFIG, Limits::default())?;
+            let clean = plugins.clean.as_ref().ok_or("the clean plugin is not loaded")?;
+            let mut instance = clean.instantiate(CAST_CONFIG, Limits::default())?;
             for batch in batches {
                 for (port, out) in instance.push("in", batch)? {
                     let n: usize = out.iter().map(RecordBatch::num_rows).sum();
@@ -141,7 +148,8 @@ fn cast_step(
         "boundary" => {
             // The same batches through the pass-through plugin: what moving
             // this data across the boundary costs, with no rule applied.
-            let mut instance = plugins.passthrough.instantiate("", Limits::default())?;
+            let passthrough = plugins.passthrough.as_ref().ok_or("the passthrough plugin is not loaded")?;
+            let mut instance = passthrough.instantiate("", Limits::default())?;
             for batch in batches {
                 for (_, out) in instance.push("in", batch)? {
                     kept += out.iter().map(RecordBatch::num_rows).sum::<usize>();
@@ -167,7 +175,7 @@ fn cast_step(
 
 fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult {
     let batches = order_batches(rows, batch_rows);
-    let plugins = Loaded::new(dir)?;
+    let plugins = Loaded::new(dir, &[engine])?;
     let (elapsed, kept, rejected) = cast_step(engine, &plugins, &batches)?;
     println!(
         "cast {engine}: {rows} rows in {} batches: {kept} kept, {rejected} rejected, {:.1} ms, {:.1} M rows/s",
@@ -178,12 +186,15 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
     Ok(())
 }
 
-/// Native and wasm taking turns in one process on the same batches (the
-/// order swapped every round), after one warm-up round each: the median of
-/// each, and the median of the per-round ratios.
+/// Native, wasm and the pass-through boundary taking turns in one process on
+/// the same batches, after one warm-up round each (native first and the
+/// pass-through last in even rounds, the reverse in odd ones; wasm always
+/// between them): the median of each, and the median of the per-round
+/// wasm/native ratios.
 fn ab(dir: &Path, rounds: usize, rows: usize) -> BenchResult {
+    let rounds = rounds.max(1);
     let batches = order_batches(rows, 65_536);
-    let plugins = Loaded::new(dir)?;
+    let plugins = Loaded::new(dir, &["native", "wasm", "boundary"])?;
     for engine in ["native", "wasm", "boundary"] {
         cast_step(engine, &plugins, &batches)?;
     }
@@ -214,13 +225,14 @@ fn ab(dir: &Path, rounds: usize, rows: usize) -> BenchResult {
     Ok(())
 }
 
-/// One engine's cast step, round after round: something for a profiler to
-/// look at with little else in the picture.
+/// One engine's cast step, round after round after one warm-up round:
+/// something for a profiler to look at with little else in the picture.
 fn repeat(engine: &str, dir: &Path, rounds: usize, rows: usize) -> BenchResult {
     let batches = order_batches(rows, 65_536);
-    let plugins = Loaded::new(dir)?;
-    let mut times = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    let plugins = Loaded::new(dir, &[engine])?;
+    cast_step(engine, &plugins, &batches)?;
+    let mut times = Vec::with_capacity(rounds.max(1));
+    for _ in 0..rounds.max(1) {
         times.push(ms(cast_step(engine, &plugins, &batches)?.0));
     }
     println!("cast {engine}, {rows} rows, {rounds} rounds: {:.1} ms (median)", median(&mut times));

@@ -194,18 +194,17 @@ fn cast(engine: &str, dir: &Path, rows: usize, batch_rows: usize) -> BenchResult
 fn ab(dir: &Path, rounds: usize, rows: usize) -> BenchResult {
     let rounds = rounds.max(1);
     let batches = order_batches(rows, 65_536);
-    let plugins = Loaded::new(dir, &["native", "wasm", "boundary"])?;
-    for engine in ["native", "wasm", "boundary"] {
+    const ENGINES: [&str; 3] = ["native", "wasm", "boundary"];
+    let plugins = Loaded::new(dir, &ENGINES)?;
+    for engine in ENGINES {
         cast_step(engine, &plugins, &batches)?;
     }
     let (mut native, mut wasm, mut boundary, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let order = if round % 2 == 0 { ["native", "wasm", "boundary"] } else { ["boundary", "wasm", "native"] };
+        let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
         let mut times = [0.0; 3];
-        for engine in order {
-            let (elapsed, _, _) = cast_step(engine, &plugins, &batches)?;
-            let slot = ["native", "wasm", "boundary"].iter().position(|e| *e == engine).unwrap_or(0);
-            times[slot] = ms(elapsed);
+        for slot in order {
+            times[slot] = ms(cast_step(ENGINES[slot], &plugins, &batches)?.0);
         }
         native.push(times[0]);
         wasm.push(times[1]);
@@ -228,11 +227,12 @@ fn ab(dir: &Path, rounds: usize, rows: usize) -> BenchResult {
 /// One engine's cast step, round after round after one warm-up round:
 /// something for a profiler to look at with little else in the picture.
 fn repeat(engine: &str, dir: &Path, rounds: usize, rows: usize) -> BenchResult {
+    let rounds = rounds.max(1);
     let batches = order_batches(rows, 65_536);
     let plugins = Loaded::new(dir, &[engine])?;
     cast_step(engine, &plugins, &batches)?;
-    let mut times = Vec::with_capacity(rounds.max(1));
-    for _ in 0..rounds.max(1) {
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
         times.push(ms(cast_step(engine, &plugins, &batches)?.0));
     }
     println!("cast {engine}, {rows} rows, {rounds} rounds: {:.1} ms (median)", median(&mut times));

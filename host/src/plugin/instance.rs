@@ -83,9 +83,7 @@ impl Instance {
             let known = self.info.inputs.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
             return Err(PluginError::UnknownPort { plugin: self.info.name.clone(), port: port.to_owned(), known });
         }
-        if let Some(failed) = self.poisoned {
-            return Err(PluginError::Poisoned { plugin: self.info.name.clone(), call: failed });
-        }
+        self.refuse_if_poisoned()?;
         let mut encoded = std::mem::take(&mut self.encoded);
         let raw = match ipc::encode_into(batch, &mut encoded) {
             Ok(()) => self.call(Call::Push, |store, bindings, handle| {
@@ -112,9 +110,7 @@ impl Instance {
         call: Call,
         run: impl FnOnce(&mut Store<Sandbox>, &Plugin, ResourceAny) -> wasmtime::Result<Result<R, wit::PluginError>>,
     ) -> Result<R, PluginError> {
-        if let Some(failed) = self.poisoned {
-            return Err(PluginError::Poisoned { plugin: self.info.name.clone(), call: failed });
-        }
+        self.refuse_if_poisoned()?;
         let (bindings, handle) = (&self.bindings, self.handle);
         let result =
             guarded(&mut self.store, &self.info.name, call, &self.limits, |store| run(store, bindings, handle));
@@ -122,6 +118,14 @@ impl Instance {
             self.poisoned = Some(call);
         }
         result?.map_err(|e| returned(&self.info.name, call, e))
+    }
+
+    /// An instance that faulted or broke the contract is not called again.
+    fn refuse_if_poisoned(&self) -> Result<(), PluginError> {
+        match self.poisoned {
+            Some(failed) => Err(PluginError::Poisoned { plugin: self.info.name.clone(), call: failed }),
+            None => Ok(()),
+        }
     }
 
     /// Decodes and checks a call's outputs; a plugin that breaks the contract

@@ -54,7 +54,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" -w start >/dev/null
 trap 'as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
 for i in 1 2 3; do
-    RUST_LOG=info,medallion_host::gold=debug "$host" run pipeline.yaml --set "lake=$work/lake" \
+    RUST_LOG=info,medallion_engine::gold=debug "$host" run pipeline.yaml --set "lake=$work/lake" \
         --set "sources.dir=$work/sources" --set "plugins.dir=$work/plugins" \
         --set "gold.store=postgres://medallion@127.0.0.1:$port/postgres" --only gold 2>&1 >/dev/null | grep "loaded gold table" | sed 's/^.*INFO //; s/^.*DEBUG //'
 done

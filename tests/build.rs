@@ -23,9 +23,9 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     // <target>/<profile>/build/<pkg>/out → <target>/wasm-plugins, shared by every profile.
     let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm-plugins");
-    let product = wasm_build::plugin_crates(&root.join("plugins")).unwrap_or_default();
-    let examples = wasm_build::plugin_crates(&root.join("plugins/examples")).unwrap_or_default();
-    let hostile = wasm_build::plugin_crates(&root.join("tests/hostile")).unwrap_or_default();
+    let crates_in = |folder: &str| wasm_build::plugin_crates(&root.join(folder)).unwrap_or_else(|e| panic!("{e}"));
+    let (product, examples, hostile) =
+        (crates_in("plugins"), crates_in("plugins/examples"), crates_in("tests/hostile"));
     let crates: Vec<_> = product.iter().chain(&examples).chain(&hostile).cloned().collect();
 
     let under_clippy = std::env::var("RUSTC_WORKSPACE_WRAPPER").is_ok_and(|w| w.contains("clippy"));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use medallion_host::plugin::{Limits, LoadedPlugin, Runtime};
+use medallion_plugin::{Limits, LoadedPlugin, Runtime};
 use medallion_sdk::Plugin;
 
 #[global_allocator]
@@ -160,7 +160,7 @@ fn cast_step(
             // Native IPC encode and validated decode of the same batches:
             // the floor of what the boundary does twice per call.
             for batch in batches {
-                kept += medallion_host::plugin::ipc_roundtrip(batch)?;
+                kept += medallion_plugin::ipc_roundtrip(batch)?;
             }
         }
         other => return Err(format!("unknown engine `{other}` (native, wasm, boundary or ipc)").into()),

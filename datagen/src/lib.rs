@@ -16,6 +16,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use medallion_common::date;
+
 mod rng;
 
 use rng::Rng;
@@ -204,9 +206,8 @@ fn date(rng: &mut Rng, start_year: i32, span_days: u64, text: &mut String) {
         5..=6 => text.push_str("31/12/2023"),
         7..=9 => text.push_str("not a date"),
         _ => {
-            let (y, m, d) = civil_from_days(days_from_civil(start_year, 1, 1) + rng.below(span_days) as i64);
-            use std::fmt::Write as _;
-            let _ = write!(text, "{y:04}-{m:02}-{d:02}");
+            let first = date::days_from_civil(i64::from(start_year), 1, 1).unwrap_or_default();
+            text.push_str(&date::iso(first + rng.below(span_days) as i32));
         }
     }
 }
@@ -355,40 +356,4 @@ fn reviews_csv(csv: &mut Csv, counts: &Counts, reviews: u64, mut rng: Rng) -> st
         duplicate(csv, &mut rng, &row)?;
     }
     Ok(())
-}
-
-/// Howard Hinnant's days-from-civil and its inverse.
-fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = i64::from(if m <= 2 { y - 1 } else { y });
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates_round_trip() {
-        for days in [-1000, 0, 17_532, 19_782, 20_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y as i32, m, d), days);
-        }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-    }
 }

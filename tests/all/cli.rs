@@ -60,6 +60,29 @@ fn plugins_inspect_prints_ports_schemas_and_config() {
 }
 
 #[test]
+fn a_command_piped_into_a_reader_that_has_gone_ends_quietly() {
+    let home = shared_home();
+    let folder = temp_dir();
+    let file = folder.path().join("clean.wasm");
+    copy_plugin(medallion_tests::artifacts::CLEAN, &file);
+    // A pipe whose reading end is closed before `host` writes anything, as
+    // `host plugins inspect FILE | head -0` leaves it.
+    let (reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("{e}"));
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["plugins", "inspect", &arg(&file)])
+        .env("XDG_CACHE_HOME", home)
+        .stdout(writer)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run host: {e}"));
+    let (_, stderr) = text(&output);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(output.status.success() || output.status.signal() == Some(13), "{:?}: {stderr}", output.status);
+}
+
+#[test]
 fn plugins_inspect_on_a_broken_file_fails_with_the_plugin_exit_code() {
     let home = shared_home();
     let scratch = temp_dir();

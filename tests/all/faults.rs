@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use medallion_host::plugin::{Call, Fault, Limits, PluginError, Runtime};
+use medallion_plugin::{Call, Fault, Limits, PluginError, Runtime};
 use medallion_tests::{artifacts, temp_dir};
 
 use crate::util::{load, port, pretty, runtime, shared_runtime, strings};

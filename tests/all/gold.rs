@@ -320,7 +320,7 @@ fn dropping_a_new_plugin_swaps_the_kpi_and_the_log_shows_it() {
         .cloned()
         .unwrap_or_else(|| panic!("{}", runs[0]));
     assert_eq!(stock["plugin_version"], "0.2.0");
-    let sha = medallion_host::plugin::sha256_hex(&std::fs::read(v2).unwrap_or_else(|e| panic!("{e}")));
+    let sha = medallion_plugin::sha256_hex(&std::fs::read(v2).unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(stock["plugin_sha256"], sha.as_str());
     // The earlier run still names 0.1.0.
     assert!(runs[1]["tables"].to_string().contains("\"plugin_version\":\"0.1.0\""), "{}", runs[1]);

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, RecordBatch};
-use medallion_host::lake::{IngestOptions, Lake, Manifest, SourceSpec, ingest};
-use medallion_host::sources::OnBadRecord;
+use medallion_lake::sources::OnBadRecord;
+use medallion_lake::{IngestOptions, Lake, Manifest, SourceSpec, ingest};
 use medallion_tests::temp_dir;
 
 use crate::util::{arg, host, pretty, shared_home, text};
@@ -32,6 +32,8 @@ on_both_lakes!(
     bad_records_go_to_quarantine_with_their_line,
     a_killed_run_leaves_the_previous_partition_readable,
     a_run_does_not_start_while_another_holds_the_lake,
+    runs_breaking_the_same_stale_lock_at_once_leave_exactly_one_holder,
+    a_run_releases_only_its_own_lock,
 );
 
 /// A lake URL: a fresh local folder (kept alive for the test by leaking it).
@@ -335,7 +337,7 @@ fn run_host(args: &[String]) -> std::process::Output {
 /// Malformed files: each error names the file, the line and (where there is
 /// one) the column, and says what to do. Sources only: no lake involved.
 mod malformed {
-    use medallion_host::sources::{CsvSource, OnBadRecord, Source, SourceError};
+    use medallion_lake::sources::{CsvSource, OnBadRecord, Source, SourceError};
     use medallion_tests::temp_dir;
 
     fn first_error(bytes: &[u8], expected: Option<&[String]>) -> String {
@@ -415,7 +417,7 @@ mod generated {
 
     use arrow_array::cast::AsArray;
     use arrow_array::{Array, RecordBatch};
-    use medallion_host::lake::{Lake, Manifest};
+    use medallion_lake::{Lake, Manifest};
     use medallion_tests::temp_dir;
 
     use crate::util::{arg, host, shared_home, text};
@@ -541,4 +543,71 @@ fn a_run_does_not_start_while_another_holds_the_lake(url: &str) {
     drop(held);
     let admitted = host(shared_home(), &args);
     assert!(admitted.status.success(), "{}", text(&admitted).1);
+}
+
+/// A lock left by a run that is gone: its process no longer exists.
+fn leave_a_stale_lock(url: &str, run_id: &str) {
+    let holder = serde_json::json!({"run_id": run_id, "pid": u32::MAX, "host": host_name(), "since": 0});
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    lake.put("_locks/run.lock", holder.to_string().into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+fn runs_breaking_the_same_stale_lock_at_once_leave_exactly_one_holder(url: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ROUNDS: usize = 50;
+    const RUNS: usize = 4;
+    for round in 0..ROUNDS {
+        leave_a_stale_lock(url, &format!("killed-{round}"));
+        let start = std::sync::Barrier::new(RUNS);
+        let refused = AtomicUsize::new(0);
+        let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..RUNS)
+                .map(|run| {
+                    let (start, refused) = (&start, &refused);
+                    scope.spawn(move || {
+                        let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+                        start.wait();
+                        let lock = lake.lock(&format!("round-{round}-run-{run}")).map_err(|e| {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            e.to_string()
+                        })?;
+                        // Hold the lake until every other run has given up (at
+                        // most 10 s: two holders would each wait for the other).
+                        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        while refused.load(Ordering::SeqCst) < RUNS - 1 && std::time::Instant::now() < deadline {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        let holder = lake.lock_holder().map_err(|e| e.to_string())?.map(|h| h.run_id);
+                        assert_eq!(holder, Some(format!("round-{round}-run-{run}")), "round {round}: the lock is ours");
+                        drop(lock);
+                        Ok(())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap_or_else(|_| Err("panicked".to_owned()))).collect()
+        });
+        let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(winners, 1, "round {round}: {outcomes:?}");
+        for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            assert!(refused.contains("is in use by run round-"), "round {round}: {refused}");
+        }
+        let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lake.lock_holder().unwrap_or_else(|e| panic!("{e}")), None, "round {round}: released");
+    }
+}
+
+fn a_run_releases_only_its_own_lock(url: &str) {
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
+    let mine = lake.lock("mine").unwrap_or_else(|e| panic!("{e}"));
+    // Another run broke it (it took this run for dead) and holds the lake now.
+    let other = serde_json::json!({"run_id": "other", "pid": std::process::id(), "host": host_name(), "since": 1});
+    lake.delete("_locks/run.lock").unwrap_or_else(|e| panic!("{e}"));
+    lake.put("_locks/run.lock", other.to_string().into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    drop(mine);
+    let holder = lake.lock_holder().unwrap_or_else(|e| panic!("{e}")).map(|h| h.run_id);
+    assert_eq!(holder.as_deref(), Some("other"), "a run must not delete a lock it does not hold");
 }

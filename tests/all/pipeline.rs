@@ -447,3 +447,57 @@ fn a_killed_run_leaves_nothing_published_and_the_next_run_goes_through() {
     assert_eq!(runs[0]["status"], "succeeded", "{runs}");
     assert_eq!(runs[1]["status"], "abandoned", "the killed run is marked: {runs}");
 }
+
+#[test]
+fn a_bronze_reader_that_panics_fails_the_run_and_commits_nothing() {
+    let (_sources, lake, _plugins, env) = fresh_lake("0.001");
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("MEDALLION_FAULT", "bronze-reader"));
+    let run = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
+    fails_with(&run, 5, "a worker thread panicked (injected panic at `bronze-reader`");
+    assert!(!lake.path().join("bronze/_commits").exists(), "a truncated Bronze must not be committed");
+    assert!(!lake.path().join("_locks/run.lock").exists(), "the lock must be released");
+    let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+}
+
+#[test]
+fn a_cleanup_that_fails_after_the_commit_leaves_the_run_published_and_succeeded() {
+    let (_sources, lake, _plugins, env) = fresh_lake("0.001");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let first = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
+    assert!(first.status.success(), "{}", text(&first).1);
+    let mut faulty = env.clone();
+    faulty.push(("MEDALLION_FAULT", "collect-garbage"));
+    let second = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &faulty);
+    let (_, stderr) = text(&second);
+    assert!(second.status.success(), "{stderr}");
+    assert!(stderr.contains("the next commit of this partition tries again"), "{stderr}");
+    let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    let silver = || files_under(&lake.path().join("silver/dim_customers/current"));
+    let committed = silver();
+    assert!(committed.len() >= 2, "the first run's files are left behind by the failed cleanup: {committed:?}");
+    let third = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24", "--only", "silver"], &env);
+    assert!(third.status.success(), "{}", text(&third).1);
+    assert_eq!(silver().len(), committed.len() / 2, "the next commit deletes them: {:?}", silver());
+}
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()) {
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[test]
+fn an_ingest_date_that_is_not_a_real_day_is_refused() {
+    for date in ["2026-13-45", "2023-02-31"] {
+        let output = host_env(&["run", &arg(&repo_pipeline()), "--only", "bronze", "--ingest-date", date], &[]);
+        fails_with(&output, 2, &format!("--ingest-date `{date}` is not a date"));
+    }
+}

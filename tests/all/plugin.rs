@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use medallion_host::plugin::{CacheOutcome, Limits, PluginError};
+use medallion_plugin::{CacheOutcome, Limits, PluginError};
 use medallion_tests::{artifacts, temp_dir};
 
 use crate::util::{load, port, pretty, runtime, shared_runtime, strings};
@@ -169,6 +169,39 @@ fn a_corrupt_or_foreign_cache_entry_is_detected_and_rebuilt() {
     assert!(matches!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt(_)), "{:?}", rebuilt.cache_outcome());
     let mut instance = rebuilt.instantiate("", Limits::default()).unwrap_or_else(|e| panic!("{e}"));
     assert!(instance.push("in", &strings(&[("a", &[Some("1")])])).is_ok());
+}
+
+#[test]
+fn a_cache_others_could_write_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = temp_dir();
+    load(&runtime(cache.path()), artifacts::PASSTHROUGH);
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    mode(cache.path(), 0o777);
+    let outcome = load(&runtime(cache.path()), artifacts::PASSTHROUGH).cache_outcome().clone();
+    assert!(
+        matches!(&outcome, CacheOutcome::Untrusted(why) if why.contains("may be written by group or others")),
+        "{outcome:?}"
+    );
+    mode(cache.path(), 0o700);
+    let entry = only_entry(cache.path());
+    mode(&entry, 0o666);
+    let outcome = load(&runtime(cache.path()), artifacts::PASSTHROUGH).cache_outcome().clone();
+    assert!(matches!(&outcome, CacheOutcome::Untrusted(why) if why.contains(".cwasm")), "{outcome:?}");
+    mode(&entry, 0o600);
+    assert_eq!(load(&runtime(cache.path()), artifacts::PASSTHROUGH).cache_outcome(), &CacheOutcome::Hit);
+}
+
+#[test]
+fn the_cache_folder_is_created_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = temp_dir();
+    let cache = parent.path().join("medallion/plugins");
+    load(&runtime(&cache), artifacts::PASSTHROUGH);
+    let mode = std::fs::metadata(&cache).unwrap_or_else(|e| panic!("{e}")).permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
 }
 
 fn only_entry(cache: &Path) -> std::path::PathBuf {

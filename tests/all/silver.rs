@@ -8,7 +8,7 @@ use std::process::Output;
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use medallion_host::lake::{Lake, Manifest};
+use medallion_lake::{Lake, Manifest};
 use medallion_tests::{plugins_folder, temp_dir};
 
 use crate::util::{arg, shared_home, text};
@@ -358,4 +358,24 @@ fn a_table_that_fails_beside_another_fails_the_run_and_publishes_nothing() {
     let lake = Lake::open(&url).unwrap();
     assert!(lake.get("silver/_commits/current.json").unwrap().is_none(), "Silver was published:\n{stderr}");
     assert!(lake.lock_holder().unwrap().is_none(), "the lake is still locked");
+}
+
+/// A cleaning plugin that reports a nulled value only at `finish`, after the
+/// row it belongs to went out, would lose that value's trace: the run fails
+/// naming the plugin and the call, and publishes no Silver.
+#[test]
+fn nulled_values_sent_at_finish_fail_the_run_instead_of_being_dropped() {
+    let sources = hand_made_sources();
+    let (_dir, url) = local_lake();
+    let plugins = plugins_folder();
+    medallion_tests::copy_plugin(medallion_tests::artifacts::LATE_NULLS, &plugins.path().join("late-nulls.wasm"));
+
+    let output = run_pipeline(sources.path(), &url, plugins.path(), &["--ingest-date", "2026-11-24"]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    for needed in ["plugin `clean`", "`finish`", "must emit each row when it is pushed"] {
+        assert!(stderr.contains(needed), "no `{needed}` in:\n{stderr}");
+    }
+    let lake = Lake::open(&url).unwrap();
+    assert!(lake.get("silver/_commits/current.json").unwrap().is_none(), "Silver was published:\n{stderr}");
 }

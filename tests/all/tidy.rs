@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use medallion_host::plugin::{CONTRACT_VERSION, sha256_hex};
+use medallion_plugin::{CONTRACT_VERSION, sha256_hex};
 
 fn repo() -> PathBuf {
     medallion_tests::repo_root()
@@ -37,7 +37,7 @@ fn the_wit_version_is_bumped_whenever_the_wit_changes() {
 #[test]
 fn nothing_under_host_names_a_business_column() {
     let business = ["customer_id", "order_id", "product_id", "total_amount", "unit_price", "rating", "stock_quantity"];
-    for file in rust_files(&repo().join("host/src")) {
+    for file in rust_files(&repo().join("host")) {
         let text = read(&file);
         let words: Vec<&str> = text.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect();
         for word in business {
@@ -48,10 +48,89 @@ fn nothing_under_host_names_a_business_column() {
 
 #[test]
 fn every_rust_file_says_what_it_is_for() {
-    for folder in ["host/src", "plugins", "tests", "xtask/src", "bench/src"] {
+    for folder in ["host", "plugins", "tests", "xtask/src", "bench/src", "datagen/src"] {
         for file in rust_files(&repo().join(folder)) {
             assert!(read(&file).starts_with("//!"), "{} does not open with a `//!` comment", file.display());
         }
+    }
+}
+
+/// The host's crates by layer: a crate may depend only on crates of lower
+/// layers (ARCHITECTURE.md draws the same picture).
+const LAYERS: [(&str, u8); 8] = [
+    ("medallion-common", 0),
+    ("medallion-plugin", 1),
+    ("medallion-lake", 1),
+    ("medallion-store", 1),
+    ("medallion-pipeline", 2),
+    ("medallion-engine", 3),
+    ("medallion-api", 3),
+    ("medallion-host", 4),
+];
+
+/// Every package of the workspace with its path and its dependencies on
+/// other packages of ours, as `cargo metadata` reports them.
+fn workspace_packages() -> Vec<(String, PathBuf, Vec<String>)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cargo metadata: {e}"));
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    packages
+        .iter()
+        .map(|p| {
+            let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap_or_default());
+            let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+            let ours = p["dependencies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["kind"].is_null() && d["path"].is_string())
+                .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                .collect();
+            (p["name"].as_str().unwrap_or_default().to_owned(), dir, ours)
+        })
+        .collect()
+}
+
+#[test]
+fn each_host_crate_depends_only_on_crates_below_it() {
+    let layer = |name: &str| LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l);
+    let host = repo().join("host");
+    let mut seen = 0;
+    for (name, dir, depends_on) in workspace_packages() {
+        if !dir.starts_with(&host) {
+            continue;
+        }
+        seen += 1;
+        let Some(own) = layer(&name) else {
+            panic!("{name} ({}) is a host crate missing from LAYERS in tests/all/tidy.rs", dir.display())
+        };
+        for dependency in depends_on.iter().filter(|d| d.starts_with("medallion-") && *d != "medallion-datagen") {
+            let below = layer(dependency).unwrap_or_else(|| panic!("{name} depends on {dependency}, not in LAYERS"));
+            assert!(
+                below < own,
+                "{name} (layer {own}) depends on {dependency} (layer {below}): a crate may only depend on lower layers"
+            );
+        }
+    }
+    assert_eq!(seen, LAYERS.len(), "LAYERS names a crate that is not under host/");
+}
+
+#[test]
+fn no_module_cycle_in_any_crate() {
+    for (name, dir, _) in workspace_packages() {
+        let src = dir.join("src");
+        let cycle = medallion_tests::modules::cycle(&src);
+        assert!(
+            cycle.is_none(),
+            "{name}: the modules {} use each other in a cycle",
+            cycle.unwrap_or_default().join(" -> ")
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use medallion_host::plugin::{LoadedPlugin, Runtime};
+use medallion_plugin::{LoadedPlugin, Runtime};
 
 /// A runtime whose compile cache is a folder of the test's own.
 pub(crate) fn runtime(cache: &Path) -> Runtime {

@@ -2,6 +2,7 @@
 //! folder holding them as a user's would.
 
 pub mod hdfs;
+pub mod modules;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

@@ -41,7 +41,7 @@ fn build_plugins(args: &[String]) -> Result<(), String> {
     };
     let root = workspace_root();
     let folder = if examples { root.join("plugins/examples") } else { root.join("plugins") };
-    let crates = wasm_build::plugin_crates(&folder).map_err(|e| format!("cannot list {}: {e}", folder.display()))?;
+    let crates = wasm_build::plugin_crates(&folder)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))

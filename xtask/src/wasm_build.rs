@@ -28,23 +28,23 @@ impl PluginCrate {
     }
 }
 
-/// The plugin crates directly under `folder`: folders whose `Cargo.toml`
-/// builds a `cdylib`. Sorted by name.
-pub fn plugin_crates(folder: &Path) -> std::io::Result<Vec<PluginCrate>> {
-    let mut crates = Vec::new();
-    for entry in std::fs::read_dir(folder)? {
-        let dir = entry?.path();
-        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
-        if !manifest.contains("cdylib") {
-            continue;
-        }
-        let package = manifest
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("name = ").map(|name| name.trim_matches('"').to_owned()));
-        if let Some(package) = package {
-            crates.push(PluginCrate { package });
-        }
-    }
+/// The plugin crates directly under `folder`: the workspace's packages there
+/// that build a `cdylib`, as `cargo metadata` reports them. Sorted by name.
+pub fn plugin_crates(folder: &Path) -> Result<Vec<PluginCrate>, String> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .current_dir(folder)
+        .no_deps()
+        .env_remove("CARGO_TARGET_DIR")
+        .exec()
+        .map_err(|e| format!("cargo metadata in {}: {e}", folder.display()))?;
+    let folder = folder.canonicalize().map_err(|e| format!("{}: {e}", folder.display()))?;
+    let mut crates: Vec<PluginCrate> = metadata
+        .packages
+        .into_iter()
+        .filter(|p| p.manifest_path.parent().and_then(|dir| dir.parent()).is_some_and(|dir| dir == folder))
+        .filter(|p| p.targets.iter().any(|t| t.kind.iter().any(|k| k.to_string() == "cdylib")))
+        .map(|p| PluginCrate { package: p.name.to_string() })
+        .collect();
     crates.sort_by(|a, b| a.package.cmp(&b.package));
     Ok(crates)
 }

@@ -1,12 +1,12 @@
 //! `host gen-data` and `host ingest`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use clap::Args;
-use medallion_host::gold::RunTable;
-use medallion_host::lake::{IngestError, IngestOptions, Lake, SourceSpec, ingest};
-use medallion_host::sources::{OnBadRecord, sqlite_tables};
+use medallion_engine::run::{self as engine, Run};
+use medallion_lake::SourceSpec;
+use medallion_lake::sources::{OnBadRecord, sqlite_tables};
 
 use super::{Exit, Failure};
 
@@ -81,121 +81,11 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
         BadRecordArg::Quarantine => OnBadRecord::Quarantine,
     };
     let sources = discover(&args.sources, on_bad_record)?;
-    let run = RunContext::open(&args.lake)?;
-    let _lock = run.lake.lock(&run.run_id).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    land_bronze(&run, &sources, args.ingest_date, args.workers).map(|_| ())
-}
-
-/// One run: its id, its start, and the lake it holds the lock of.
-pub(crate) struct RunContext {
-    pub(crate) lake: Lake,
-    pub(crate) run_id: String,
-    pub(crate) started_micros: i64,
-}
-
-impl RunContext {
-    /// Opens the lake and names the run (the lock is the caller's).
-    pub(crate) fn open(lake_url: &str) -> Result<Self, Failure> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-        let run_id = format!(
-            "{}-{:05}",
-            medallion_host::lake::rfc3339(now).replace([':', '-'], ""),
-            std::process::id() % 100_000
-        );
-        let lake = Lake::open(lake_url).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-        Ok(RunContext { lake, run_id, started_micros: now })
-    }
-}
-
-/// Lands `sources` in the lake's Bronze zone (the caller holds the run lock),
-/// and prints the summary. Shared by `host ingest` and `host run`.
-pub(crate) fn land_bronze(
-    run: &RunContext,
-    sources: &[SourceSpec],
-    ingest_date: Option<String>,
-    workers: usize,
-) -> Result<StageSummary, Failure> {
-    let ingest_date = resolve_ingest_date(ingest_date, run.started_micros)?;
-    let options = IngestOptions {
-        ingest_date,
-        run_id: run.run_id.clone(),
-        ingested_at_micros: run.started_micros,
-        rows_per_file: 4 << 20,
-        workers,
-    };
-    let started = Instant::now();
-    let report = ingest(&run.lake, sources, &options).map_err(|e| match e {
-        IngestError::Source(e) => Failure { exit: Exit::Source, message: e.to_string() },
-        IngestError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
-        IngestError::Interrupted(e) => Failure { exit: Exit::Interrupted, message: e.to_string() },
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-    println!("{:<20} {:>12} {:>12} {:>10}", "TABLE", "ROWS", "QUARANTINED", "MB READ");
-    let mut bytes = 0;
-    for t in &report.tables {
-        println!("{:<20} {:>12} {:>12} {:>10.1}", t.table, t.rows, t.quarantined, t.bytes as f64 / 1e6);
-        bytes += t.bytes;
-    }
-    println!(
-        "bronze ingest_date={} run={} committed in {seconds:.1} s ({:.0} MB/s) to {}",
-        options.ingest_date,
-        options.run_id,
-        bytes as f64 / 1e6 / seconds.max(1e-9),
-        run.lake.url()
-    );
-    Ok(StageSummary {
-        stage: "bronze",
-        run_id: options.run_id,
-        partition: format!("ingest_date={}", options.ingest_date),
-        seconds,
-        tables: serde_json::to_value(&report.tables).unwrap_or_default(),
-        run_tables: report
-            .tables
-            .iter()
-            .map(|t| RunTable { quarantined: t.quarantined, ..RunTable::new("bronze", &t.table, t.rows) })
-            .collect(),
-    })
-}
-
-/// What a stage did, for `--report`.
-#[derive(Debug, Clone)]
-pub(crate) struct StageSummary {
-    pub(crate) stage: &'static str,
-    pub(crate) run_id: String,
-    pub(crate) partition: String,
-    pub(crate) seconds: f64,
-    pub(crate) tables: serde_json::Value,
-    /// The same, as the run log keeps it.
-    pub(crate) run_tables: Vec<RunTable>,
-}
-
-impl StageSummary {
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "stage": self.stage,
-            "run_id": self.run_id,
-            "partition": self.partition,
-            "seconds": self.seconds,
-            "tables": self.tables,
-        })
-    }
-}
-
-/// `--ingest-date`, checked, or today (UTC).
-pub(crate) fn resolve_ingest_date(given: Option<String>, now_micros: i64) -> Result<String, Failure> {
-    match given {
-        Some(date) if is_iso_date(&date) => Ok(date),
-        Some(date) => Err(Failure::config(format!("--ingest-date `{date}` is not a date like 2026-11-24"))),
-        None => Ok(medallion_host::lake::rfc3339(now_micros)[..10].to_owned()),
-    }
-}
-
-fn is_iso_date(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    let run = Run::open(&args.lake)?;
+    let _lock = run.lock()?;
+    let summary = engine::land_bronze(&run, &sources, args.ingest_date.as_deref(), args.workers)?;
+    super::print::print_stage(&summary);
+    Ok(())
 }
 
 /// The sources in a folder, by the reference's conventions.

@@ -3,6 +3,7 @@
 
 mod data;
 mod plugins;
+mod print;
 mod progress;
 mod run;
 mod serve;
@@ -11,7 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use medallion_host::plugin::PluginError;
+use medallion_engine::run::{FailureKind, RunError};
+use medallion_plugin::PluginError;
+use medallion_store::StoreError;
 
 /// medallion: a medallion pipeline (sources → Bronze → Silver → Gold) whose
 /// business rules are sandboxed WebAssembly plugins.
@@ -98,6 +101,9 @@ pub(crate) enum Exit {
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     init_logging(cli.verbose, cli.progress);
     stop_on_ctrl_c(match cli.command {
         Command::Serve(_) => "stopping: finishing the requests in flight (Ctrl-C again to stop at once)",
@@ -135,6 +141,25 @@ impl From<PluginError> for Failure {
     }
 }
 
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure { exit: Exit::Store, message: e.to_string() }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        let exit = match e.kind {
+            FailureKind::Config => Exit::Config,
+            FailureKind::Source => Exit::Source,
+            FailureKind::Plugin => Exit::Plugin,
+            FailureKind::Store => Exit::Store,
+            FailureKind::Interrupted => Exit::Interrupted,
+        };
+        Failure { exit, message: e.message }
+    }
+}
+
 impl Failure {
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Failure { exit: Exit::Config, message: message.into() }
@@ -146,15 +171,27 @@ impl Failure {
 /// at once, which publishes nothing either.
 fn stop_on_ctrl_c(message: &'static str) {
     let handled = ctrlc::set_handler(move || {
-        if medallion_host::cancel::requested() {
+        if medallion_common::cancel::requested() {
             eprintln!("\nstopped at once");
             std::process::exit(Exit::Interrupted as i32);
         }
         eprintln!("\n{message}");
-        medallion_host::cancel::request();
+        medallion_common::cancel::request();
     });
     if let Err(e) = handled {
         tracing::debug!("Ctrl-C is not handled: {e}");
+    }
+}
+
+/// A command whose output is piped into a reader that stops early
+/// (`host plugins inspect FILE | head`) ends quietly, as `cat` does, instead
+/// of panicking on a failed write. Not for `serve`: a server must outlive a
+/// client that hangs up.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any other thread runs; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -170,7 +207,7 @@ fn init_logging(verbose: u8, progress: ProgressMode) {
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(terminal).with_target(false);
     if progress == ProgressMode::Auto && terminal {
         let bars = progress::Bars::new();
-        medallion_host::progress::install(Box::new(bars.clone()));
+        medallion_common::progress::install(Box::new(bars.clone()));
         logs.with_writer(bars).init();
     } else {
         logs.with_writer(std::io::stderr).init();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use medallion_host::plugin::{Catalog, LoadedPlugin, PortInfo, Runtime};
+use medallion_plugin::{Catalog, LoadedPlugin, PortInfo, Runtime};
 
 use super::{Failure, plugins_dir};
 

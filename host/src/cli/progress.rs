@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use medallion_host::progress::{Measure, Reporter, Snapshot, View};
+use medallion_common::progress::{Measure, Progress, Reporter, View};
 
 /// Draws every task as a bar on standard error.
 #[derive(Clone)]
@@ -46,14 +46,14 @@ struct Bar {
 }
 
 impl View for Bar {
-    fn update(&self, now: &Snapshot) {
+    fn update(&self, now: &Progress) {
         self.bar.set_position(now.position());
         if now.measure == Measure::Bytes {
             self.bar.set_message(format!("{} {} rows", self.name, now.rows));
         }
     }
 
-    fn finish(&self, _now: &Snapshot, ok: bool) {
+    fn finish(&self, _now: &Progress, ok: bool) {
         if ok {
             self.bar.finish_and_clear();
         } else {

@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use clap::Args;
-use medallion_host::api::{self, ServeOptions, auth::Auth};
+use medallion_api::{self as api, ServeOptions, auth::Auth};
 
 use super::run::{PipelineArgs, plan_without_sources};
 use super::{Exit, Failure};
@@ -69,6 +69,6 @@ pub(crate) fn hash_password(_args: HashPassword) -> Result<(), Failure> {
     if password.len() < 8 {
         return Err(Failure::config("the password is shorter than 8 characters"));
     }
-    println!("{}", api::auth::hash_password(password));
+    println!("{}", api::auth::hash_password(password).map_err(Failure::config)?);
     Ok(())
 }

@@ -86,7 +86,7 @@ impl Plugin for Rfm {
         let as_of = match &config.as_of {
             None => None,
             Some(text) => Some(
-                days_from_iso(text)
+                medallion_sdk::date::parse_iso(text)
                     .ok_or_else(|| Error::bad_config(format!("as_of `{text}` is not a date like 2026-11-24")))?,
             ),
         };
@@ -135,20 +135,6 @@ impl Plugin for Rfm {
         }
         Ok(())
     }
-}
-
-/// Days since 1970-01-01 of `YYYY-MM-DD`.
-fn days_from_iso(text: &str) -> Option<i32> {
-    let mut parts = text.splitn(3, '-').map(|p| p.parse::<i32>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    Some(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)
 }
 
 export_plugin!(Rfm);
@@ -210,5 +196,13 @@ mod tests {
         assert_eq!(whole[0].1, whole[1].1);
         let split = (0..8).map(|i| customers(&last[i..i + 1], &orders[i..i + 1], &spent[i..i + 1])).collect();
         assert_eq!(whole, run("{}", split));
+    }
+
+    #[test]
+    fn an_as_of_that_is_not_a_real_day_is_refused() {
+        for bad in ["2023-02-31", "2026-13-45", "2026-1-1"] {
+            assert!(Rfm::new(&format!(r#"{{"as_of":"{bad}"}}"#)).is_err(), "{bad}");
+        }
+        assert!(Rfm::new(r#"{"as_of":"2024-02-29"}"#).is_ok());
     }
 }

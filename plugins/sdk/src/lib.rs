@@ -29,6 +29,7 @@
 //! Not for: anything the host does (scheduling, storage, limits).
 
 mod adapter;
+pub mod date;
 mod ipc;
 pub mod table;
 

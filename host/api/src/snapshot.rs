@@ -1,0 +1,238 @@
+//! The Gold tables the server answers from: read whole from the Gold store
+//! into typed columns, and read again when a later run publishes.
+//!
+//! Why in memory: Gold is a datamart of a few million rows at most; held as
+//! columns, a page at any depth is a slice of a sorted index (no `OFFSET`
+//! walk, no `COUNT(*)`), an ordering is sorted once per published run, and a
+//! reader never waits on the store. The store stays the source of truth; a
+//! new run is picked up within the poll interval.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use medallion_pipeline::GoldSpec;
+use medallion_store::{Column, Columns, Values};
+use medallion_store::{GoldStore, StoreError};
+
+/// Orders kept per table (4 bytes a row each); past this, all but the
+/// default ones are dropped.
+const ORDERS_KEPT: usize = 16;
+
+/// Sort columns: (column, descending), the key last.
+type Sort = Vec<(usize, bool)>;
+
+/// A Gold table as the API shows it.
+pub struct Table {
+    /// Its name (`dm_sales_daily`).
+    pub name: String,
+    /// The reference API's route (`/gold/sales/daily`), if any.
+    pub route: Option<String>,
+    /// What it holds.
+    pub description: String,
+    /// The columns that identify a row; every ordering ends with them.
+    pub key: Vec<usize>,
+    /// The default sort column of the plain endpoints.
+    pub order_by: usize,
+    /// The data.
+    pub data: Columns,
+    /// Row orders computed so far, by sort columns.
+    orders: Mutex<HashMap<Sort, Arc<Vec<u32>>>>,
+}
+
+impl Table {
+    /// The rows in the order of `sort` (column, descending), ties broken by
+    /// the key ascending; computed once per published run.
+    pub fn order(&self, sort: &[(usize, bool)]) -> Arc<Vec<u32>> {
+        let full = self.full_sort(sort);
+        if let Some(order) = self.orders.lock().unwrap_or_else(PoisonError::into_inner).get(&full) {
+            return order.clone();
+        }
+        let mut order: Vec<u32> = (0..self.data.rows() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.compare_rows(&full, a as usize, b as usize));
+        let order = Arc::new(order);
+        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        if orders.len() >= ORDERS_KEPT {
+            // Bounded memory: keep the orders every client starts with.
+            let defaults = [self.full_sort(&[]), self.full_sort(&[(self.order_by, true)])];
+            orders.retain(|sort, _| defaults.contains(sort));
+        }
+        orders.insert(full, order.clone());
+        order
+    }
+
+    /// Compares two rows on `sort`.
+    pub fn compare_rows(&self, sort: &[(usize, bool)], a: usize, b: usize) -> Ordering {
+        for &(column, descending) in sort {
+            let ordering = compare_cells(&self.data.columns[column], a, b);
+            let ordering = if descending { ordering.reverse() } else { ordering };
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// The sort columns with the key appended, as [`Table::order`] uses them.
+    pub fn full_sort(&self, sort: &[(usize, bool)]) -> Vec<(usize, bool)> {
+        let mut full: Vec<(usize, bool)> = sort.to_vec();
+        for &k in &self.key {
+            if !full.iter().any(|(c, _)| *c == k) {
+                full.push((k, false));
+            }
+        }
+        full
+    }
+}
+
+/// Two cells of one column; nulls sort last, as in PostgreSQL.
+fn compare_cells(column: &Column, a: usize, b: usize) -> Ordering {
+    match (column.is_valid(a), column.is_valid(b)) {
+        (true, true) => {}
+        (false, false) => return Ordering::Equal,
+        (false, true) => return Ordering::Greater,
+        (true, false) => return Ordering::Less,
+    }
+    match &column.values {
+        Values::Int(v) => v[a].cmp(&v[b]),
+        Values::Double(v) => v[a].total_cmp(&v[b]),
+        Values::Date(v) => v[a].cmp(&v[b]),
+        Values::Text(v) => v[a].cmp(&v[b]),
+        Values::Bool(v) => v[a].cmp(&v[b]),
+    }
+}
+
+/// Everything the server answers from, for one published run.
+pub struct Snapshot {
+    /// The run that published these tables (`None`: no Gold yet).
+    pub run_id: Option<String>,
+    /// The tables, in `pipeline.yaml`'s order.
+    pub tables: Arc<Vec<Table>>,
+    /// The latest runs, newest first.
+    pub runs: Vec<serde_json::Value>,
+}
+
+impl Snapshot {
+    /// The table named `name`.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// The table served at `route`.
+    pub fn by_route(&self, route: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.route.as_deref() == Some(route))
+    }
+}
+
+/// How many runs `/runs` shows.
+const RUNS_KEPT: usize = 50;
+
+/// Reads every Gold table of `spec` from `store`, all of one run: when a
+/// run is published while the tables are read, they are read again.
+pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
+    let mut attempts = 0;
+    loop {
+        let before = store.versions()?.published;
+        let snapshot = load_once(store, spec, before.clone())?;
+        attempts += 1;
+        if store.versions()?.published == before || attempts == 3 {
+            return Ok(snapshot);
+        }
+        tracing::info!("a run was published while Gold was read; reading again");
+    }
+}
+
+/// The tables as they are now, labelled with `published`, the run the
+/// caller saw publish them.
+fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec, published: Option<String>) -> Result<Snapshot, StoreError> {
+    let runs = store.runs(RUNS_KEPT)?;
+    let mut tables = Vec::new();
+    for (name, table_spec) in &spec.tables {
+        let Some(data) = store.read_table(name)? else {
+            tracing::warn!(table = %name, "not in the Gold store yet: run `host run pipeline.yaml` first");
+            continue;
+        };
+        let position = |column: &str| data.position(column);
+        let key: Vec<usize> = table_spec.key.iter().filter_map(|k| position(k)).collect();
+        if key.is_empty() || key.len() != table_spec.key.len() {
+            // Without a key, pages could not be told apart on ties.
+            tracing::warn!(
+                table = %name,
+                "not served: gold.tables.{name}.key must name the columns that identify a row"
+            );
+            continue;
+        }
+        let order_by = table_spec.order_by.as_deref().and_then(position).or_else(|| key.first().copied()).unwrap_or(0);
+        let table = Table {
+            name: name.clone(),
+            route: table_spec.route.clone(),
+            description: table_spec.description.clone().unwrap_or_default(),
+            key,
+            order_by,
+            data,
+            orders: Mutex::new(HashMap::new()),
+        };
+        // The orders every client starts with: the default one, both ways.
+        table.order(&[(table.order_by, true)]);
+        table.order(&[]);
+        tables.push(table);
+    }
+    Ok(Snapshot { run_id: published, tables: Arc::new(tables), runs })
+}
+
+/// The current snapshot, replaced whole when a new run publishes.
+pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
+
+/// Loads the first snapshot, then polls the store every `every` in a thread
+/// of its own (the stores are blocking) and swaps in a new snapshot when the
+/// run log changed. A store that stops answering keeps the last snapshot.
+pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, StoreError> {
+    let mut store = medallion_store::open(url)?;
+    let mut seen = store.versions()?;
+    let first = load(store.as_mut(), &spec)?;
+    tracing::info!(run = first.run_id.as_deref().unwrap_or("none"), tables = first.tables.len(), "gold loaded");
+    let shared: Shared = Arc::new(RwLock::new(Arc::new(first)));
+    let writer = shared.clone();
+    std::thread::Builder::new()
+        .name("gold-watch".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let versions = match store.versions() {
+                    Ok(versions) => versions,
+                    Err(e) => {
+                        tracing::warn!("cannot poll the Gold store, serving the last snapshot: {e}");
+                        continue;
+                    }
+                };
+                if versions == seen {
+                    continue;
+                }
+                let reloaded = if versions.published == seen.published {
+                    // Only the run log moved (a run started or failed).
+                    store.runs(RUNS_KEPT).map(|runs| {
+                        let current = writer.read().unwrap_or_else(PoisonError::into_inner).clone();
+                        Snapshot { run_id: current.run_id.clone(), tables: current.tables.clone(), runs }
+                    })
+                } else {
+                    load(store.as_mut(), &spec)
+                };
+                match reloaded {
+                    Ok(snapshot) => {
+                        if versions.published != seen.published {
+                            tracing::info!(run = snapshot.run_id.as_deref().unwrap_or("none"), "new gold loaded");
+                        }
+                        *writer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+                        seen = versions;
+                    }
+                    Err(e) => tracing::warn!("cannot reload Gold, serving the last snapshot: {e}"),
+                }
+            }
+        })
+        .map_err(|e| StoreError {
+            store: medallion_store::redact(url),
+            message: format!("cannot start the watcher: {e}"),
+        })?;
+    Ok(shared)
+}

@@ -1,0 +1,450 @@
+//! Silver: Bronze tables cleaned by plugins, then made relational with
+//! polars (de-duplication on the key, foreign keys, columns taken from
+//! parents, derived columns), and tables derived by SQL; every rejected row
+//! kept in quarantine with its reason, and every count checked.
+//!
+//! For each table built from Bronze, in an order where parents come first:
+//!
+//! 1. the Bronze row groups are read in parallel by `workers` instances of
+//!    the cleaning plugin (one if it is not stateless), each batch with a
+//!    `_row` column, its position in the Bronze table; every input row must
+//!    come back on `out` or on `rejected`, or the step fails;
+//! 2. the `out` batches, in Bronze order, become one polars frame through the
+//!    C Data Interface; a row gets the first reason that applies:
+//!    `duplicate_key` (a key seen on an earlier row), then `orphan_<parent>`
+//!    per parent in order (its value is null or not among the parent's keys);
+//! 3. the kept rows get the parents' `take` columns and the `derive` columns,
+//!    and are written in the table's `columns` order.
+//!
+//! Quarantine, per table under `quarantine/silver/<table>/current/run=<id>/`:
+//! `clean-*.parquet` holds the rows the plugin rejected with their original
+//! Bronze values, `_reason` and `_row`; `checks-*.parquet` the rows the
+//! relational checks rejected, with their cleaned values, `_reason` and `_row`;
+//! `nulled-*.parquet` the values that did not parse and became null (`_row`,
+//! column, value, `_reason`), so that nothing is lost.
+//!
+//! Conservation: Bronze rows = Silver rows + quarantined rows, per table; a
+//! run where it does not hold fails. The whole zone is published by one
+//! commit (`silver/_commits/current.json`), so readers see the previous
+//! Silver or the new one.
+//!
+//! Not for: what the rules are (the plugins' config and `pipeline.yaml` say
+//! that); the host knows no table by name.
+
+mod clean;
+mod hive;
+mod rules;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_schema::Schema;
+use medallion_common::work;
+use medallion_lake::{Lake, LakeError, Manifest, ParquetTable, TableFiles};
+use medallion_pipeline::{SilverSpec, SilverTableSpec};
+use medallion_plugin::{Catalog, Limits, PluginError};
+use medallion_store::PluginUsed;
+use polars::prelude::DataFrame;
+
+use crate::frame;
+
+pub use hive::hive_ddl;
+use rules::{Rules, count_reasons};
+
+/// The zone and the one partition Silver is published as (a snapshot).
+pub const ZONE: &str = "silver";
+/// Silver's partition: the current snapshot.
+pub const PARTITION: &str = "current";
+/// Bronze's lineage columns, which plugins do not see.
+const LINEAGE: [&str; 3] = ["_source", "_ingested_at", "_run_id"];
+/// The position column.
+const ROW: &str = "_row";
+/// The reason column.
+const REASON: &str = "_reason";
+
+/// How to build Silver.
+#[derive(Debug, Clone)]
+pub struct SilverOptions {
+    /// This run's id.
+    pub run_id: String,
+    /// The Bronze partition read (`ingest_date=YYYY-MM-DD`).
+    pub bronze_partition: String,
+    /// Plugin instances run at once on one table.
+    pub workers: usize,
+    /// Rows per batch pushed to a plugin.
+    pub batch_rows: usize,
+    /// Per-instance plugin limits.
+    pub limits: Limits,
+}
+
+/// What building Silver did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SilverReport {
+    /// Per table, in build order.
+    pub tables: Vec<SilverTableReport>,
+}
+
+/// What happened to one Silver table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SilverTableReport {
+    /// Silver table name.
+    pub table: String,
+    /// Where it came from: `bronze/<table>` or `sql`.
+    pub source: String,
+    /// Rows read from Bronze (0 for a SQL table).
+    pub bronze_rows: u64,
+    /// Rows in the Silver table.
+    pub rows: u64,
+    /// Rows in quarantine.
+    pub quarantined: u64,
+    /// Quarantined rows per reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Values that did not parse and became null, per reason (the rows stay
+    /// in Silver; the values are kept in quarantine's `nulled-*` files).
+    pub nulled: BTreeMap<String, u64>,
+    /// The cleaning plugin: name, version, sha256.
+    pub plugin: Option<PluginUsed>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// A Silver build that failed: nothing was published.
+#[derive(Debug, thiserror::Error)]
+pub enum SilverError {
+    /// The pipeline's `silver:` section cannot be run.
+    #[error("silver: {0}")]
+    Config(String),
+    /// A plugin failed or broke the contract.
+    #[error("silver table `{table}`: {source}")]
+    Plugin {
+        /// The table being built.
+        table: String,
+        /// What the plugin did.
+        source: PluginError,
+    },
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// polars or the Arrow bridge failed.
+    #[error("silver table `{table}`: {message}")]
+    Engine {
+        /// The table being built.
+        table: String,
+        /// What failed.
+        message: String,
+    },
+    /// A stop was asked for.
+    #[error(transparent)]
+    Interrupted(#[from] medallion_common::cancel::Interrupted),
+    /// A worker thread panicked.
+    #[error(transparent)]
+    Panicked(#[from] work::Panicked),
+    /// Rows were lost or made up.
+    #[error("silver table `{table}`: counts do not add up: {detail}")]
+    Conservation {
+        /// The table.
+        table: String,
+        /// The counts.
+        detail: String,
+    },
+}
+
+/// Builds every Silver table from the Bronze partition `options.bronze_partition`
+/// and publishes them in one commit. On any error nothing is published.
+pub fn build(
+    lake: &Lake,
+    spec: &SilverSpec,
+    catalog: &Catalog,
+    options: &SilverOptions,
+) -> Result<SilverReport, SilverError> {
+    let order = spec.order().map_err(SilverError::Config)?;
+    let bronze = Manifest::read(lake, "bronze", &options.bronze_partition)?.ok_or_else(|| {
+        SilverError::Config(format!(
+            "no Bronze partition {} in {}\n  hint: land it first with `host run pipeline.yaml --only bronze`",
+            options.bronze_partition,
+            lake.url()
+        ))
+    })?;
+    let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    let mut report = SilverReport::default();
+    let mut manifest =
+        Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
+    let mut left: Vec<&String> = order.iter().collect();
+    while !left.is_empty() {
+        medallion_common::cancel::check()?;
+        // The next tables (in order) whose inputs are built, two at a time:
+        // a table's single-threaded steps (relational checks, writing
+        // Parquet) then overlap with the other's, and memory stays bounded.
+        let ready: Vec<&String> = left
+            .iter()
+            .copied()
+            .filter(|name| spec.reads(name).iter().all(|read| manifest.tables.contains_key(read)))
+            .take(TABLES_AT_ONCE)
+            .collect();
+        if ready.is_empty() {
+            return Err(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
+        }
+        let built: Vec<Result<BuiltTable, SilverError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .map(|name| scope.spawn(|| build_table(lake, spec, name, &bronze, catalog, options, &frames)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        for (name, result) in ready.iter().zip(built) {
+            let BuiltTable { frame, files, report: table_report } = result?;
+            manifest.tables.insert((*name).clone(), files);
+            report.tables.push(table_report);
+            frames.insert((*name).clone(), frame);
+        }
+        left.retain(|name| !ready.contains(name));
+        // Keep a frame only while a table still to build reads it.
+        frames.retain(|kept, _| left.iter().any(|name| spec.reads(name).contains(kept)));
+    }
+    medallion_common::cancel::check()?;
+    manifest.committed_at = medallion_common::date::rfc3339(now_micros());
+    manifest.commit(lake, ZONE, PARTITION)?;
+    Ok(report)
+}
+
+/// Checks the `silver:` section without data: every cleaning plugin exists
+/// and accepts its config, and the keys, parents, derived columns, column
+/// lists and SQL queries fit the columns each step produces. Returns each
+/// table as an empty frame with its schema (for checking Gold), or the path
+/// in the pipeline file of what is wrong and why.
+pub fn check(
+    spec: &SilverSpec,
+    catalog: &Catalog,
+    limits: Limits,
+) -> Result<HashMap<String, DataFrame>, (String, String)> {
+    let order = spec.order().map_err(|e| ("silver.tables".to_owned(), e))?;
+    let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    for name in &order {
+        let table = &spec.tables[name];
+        let rules = Rules { table: name, spec: table };
+        let at = |field: &str| format!("silver.tables.{name}.{field}");
+        let frame = match (&table.clean, &table.sql) {
+            (Some(step), _) => {
+                let plugin = catalog
+                    .resolve(&step.plugin, step.version.as_deref())
+                    .ok_or_else(|| (at("clean.plugin"), catalog.missing(&step.plugin, step.version.as_deref())))?;
+                medallion_plugin::check_ports(plugin.info(), &["in"], &["out", "rejected"])
+                    .map_err(|e| (at("clean.plugin"), e))?;
+                let instance = plugin
+                    .instantiate(&step.config.to_string(), limits)
+                    .map_err(|e| (at("clean.config"), e.to_string()))?;
+                let Some(schema) = instance.outputs().iter().find(|p| p.name == "out").and_then(|p| p.schema.clone())
+                else {
+                    // A plugin that does not declare its `out` schema cannot be
+                    // checked further without data.
+                    continue;
+                };
+                let mut empty = frame::to_polars(&schema, &[]).map_err(|e| (at("clean"), e.to_string()))?;
+                rules.relational(&mut empty, &frames).map(|(kept, _)| kept).map_err(|e| (at(""), e.to_string()))?
+            }
+            // A table over one that could not be checked cannot be either.
+            (None, Some(_)) if spec.reads(name).iter().any(|read| !frames.contains_key(read)) => continue,
+            (None, Some(sql)) => rules.run_sql(sql, &frames).map_err(|e| (at("sql"), e.to_string()))?,
+            (None, None) => continue,
+        };
+        frames.insert(name.clone(), frame);
+    }
+    Ok(frames)
+}
+
+/// How many Silver tables are built at the same time.
+const TABLES_AT_ONCE: usize = 2;
+
+/// A built Silver table.
+struct BuiltTable {
+    /// Its rows, for the tables that read it.
+    frame: DataFrame,
+    /// Its files, as the commit lists them.
+    files: TableFiles,
+    /// What happened to its rows.
+    report: SilverTableReport,
+}
+
+/// Builds one Silver table, from Bronze or by SQL over the `frames` it reads.
+fn build_table(
+    lake: &Lake,
+    spec: &SilverSpec,
+    name: &str,
+    bronze: &Manifest,
+    catalog: &Catalog,
+    options: &SilverOptions,
+    frames: &HashMap<String, DataFrame>,
+) -> Result<BuiltTable, SilverError> {
+    let table = &spec.tables[name];
+    let started = Instant::now();
+    let builder = TableBuilder { lake, name, options };
+    let mut built = match &table.from {
+        Some(from) => {
+            let bronze_files = bronze.tables.get(from).ok_or_else(|| {
+                SilverError::Config(format!(
+                    "silver.tables.{name}: Bronze table `{from}` is not in partition {} (it has {})",
+                    options.bronze_partition,
+                    bronze.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            builder.build_from_bronze(from, table, bronze_files, catalog, frames)?
+        }
+        None => builder.build_from_sql(table, frames)?,
+    };
+    let table_report = &mut built.report;
+    table_report.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        table = %name,
+        rows = table_report.rows,
+        quarantined = table_report.quarantined,
+        seconds = format!("{:.2}", table_report.seconds),
+        "silver table built"
+    );
+    Ok(built)
+}
+
+fn names(tables: &[&String]) -> String {
+    tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Builds one table.
+struct TableBuilder<'a> {
+    lake: &'a Lake,
+    name: &'a str,
+    options: &'a SilverOptions,
+}
+
+impl TableBuilder<'_> {
+    fn folder(&self, zone: &str) -> String {
+        format!("{zone}/{}/{PARTITION}/run={}", self.name, self.options.run_id)
+    }
+
+    fn engine_error(&self, e: impl std::fmt::Display) -> SilverError {
+        engine_error(self.name, e)
+    }
+
+    fn build_from_bronze(
+        &self,
+        from: &str,
+        table: &SilverTableSpec,
+        bronze: &TableFiles,
+        catalog: &Catalog,
+        frames: &HashMap<String, DataFrame>,
+    ) -> Result<BuiltTable, SilverError> {
+        let step =
+            table.clean.as_ref().ok_or_else(|| SilverError::Config(format!("{}: no `clean` step", self.name)))?;
+        let plugin = catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
+            SilverError::Config(format!(
+                "silver.tables.{}.clean: no plugin `{}`{} in the plugins folder\n  hint: `host plugins list` shows what is there; build them with `cargo xtask build-plugins`",
+                self.name,
+                step.plugin,
+                step.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default()
+            ))
+        })?;
+        let config = step.config.to_string();
+        let input = ParquetTable::open(self.lake, &bronze.files, Arc::new(Schema::empty()))?;
+        if input.rows() != bronze.rows {
+            return Err(SilverError::Conservation {
+                table: self.name.to_owned(),
+                detail: format!("Bronze `{from}` holds {} rows but its commit says {}", input.rows(), bronze.rows),
+            });
+        }
+        let started = std::time::Instant::now();
+        let cleaned = self.clean(&input, &plugin, &config)?;
+        let clean_seconds = started.elapsed().as_secs_f64();
+        let mut frame = frame::to_polars(&cleaned.out_schema, &cleaned.out).map_err(|e| self.engine_error(e))?;
+        drop(cleaned.out);
+        let (kept, rejected) = Rules { table: self.name, spec: table }.relational(&mut frame, frames)?;
+        let relational_seconds = started.elapsed().as_secs_f64() - clean_seconds;
+        let mut reasons = cleaned.reasons;
+        count_reasons(&rejected, &mut reasons).map_err(|e| self.engine_error(e))?;
+        let rows = kept.height() as u64;
+        let checks_rejected = rejected.height() as u64;
+        let quarantined = cleaned.quarantined + checks_rejected;
+        if input.rows() != rows + quarantined {
+            return Err(SilverError::Conservation {
+                table: self.name.to_owned(),
+                detail: format!(
+                    "Bronze `{from}` has {} rows, Silver {rows}, quarantine {quarantined} ({reasons:?})",
+                    input.rows()
+                ),
+            });
+        }
+        let (files, written) = self.write(&kept, &self.folder(ZONE), "part")?;
+        let mut quarantine_files = cleaned.quarantine_files;
+        if checks_rejected > 0 {
+            let (checks, _) = self.write(&rejected, &self.folder("quarantine/silver"), "checks")?;
+            quarantine_files.extend(checks);
+        }
+        debug_assert_eq!(written, rows);
+        tracing::debug!(
+            table = %self.name,
+            clean_s = format!("{clean_seconds:.2}"),
+            relational_s = format!("{relational_seconds:.2}"),
+            write_s = format!("{:.2}", started.elapsed().as_secs_f64() - clean_seconds - relational_seconds),
+            "silver table steps"
+        );
+        let info = plugin.info();
+        let report = SilverTableReport {
+            table: self.name.to_owned(),
+            source: format!("bronze/{from}"),
+            bronze_rows: input.rows(),
+            rows,
+            quarantined,
+            reasons: reasons.clone(),
+            nulled: cleaned.nulled,
+            plugin: Some(PluginUsed {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                sha256: plugin.sha256().to_owned(),
+                config: step.config.clone(),
+            }),
+            seconds: 0.0,
+        };
+        let files = TableFiles {
+            source: format!("bronze/{from}/{}", self.options.bronze_partition),
+            files,
+            rows,
+            quarantine_files,
+            quarantined,
+            reasons,
+        };
+        Ok(BuiltTable { frame: kept, files, report })
+    }
+
+    fn build_from_sql(
+        &self,
+        table: &SilverTableSpec,
+        frames: &HashMap<String, DataFrame>,
+    ) -> Result<BuiltTable, SilverError> {
+        let frame =
+            Rules { table: self.name, spec: table }.run_sql(table.sql.as_deref().unwrap_or_default(), frames)?;
+        let (files, rows) = self.write(&frame, &self.folder(ZONE), "part")?;
+        let report = SilverTableReport {
+            table: self.name.to_owned(),
+            source: "sql".to_owned(),
+            rows,
+            ..SilverTableReport::default()
+        };
+        let files = TableFiles {
+            source: "sql".to_owned(),
+            files,
+            rows,
+            quarantine_files: Vec::new(),
+            quarantined: 0,
+            reasons: BTreeMap::new(),
+        };
+        Ok(BuiltTable { frame, files, report })
+    }
+}
+
+/// An error of polars or the Arrow bridge while building `table`.
+fn engine_error(table: &str, e: impl std::fmt::Display) -> SilverError {
+    SilverError::Engine { table: table.to_owned(), message: e.to_string() }
+}

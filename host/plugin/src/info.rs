@@ -1,0 +1,82 @@
+//! What a plugin says of itself (`describe`), with its ports' schemas
+//! parsed into Arrow types.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::bindings::exports::medallion::plugin::transform as wit;
+use super::error::PluginError;
+
+/// A plugin's self-description, with port schemas parsed into Arrow types.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Plugin name (what `pipeline.yaml` refers to).
+    pub name: String,
+    /// Semantic version of the plugin.
+    pub version: String,
+    /// One line on what it does.
+    pub description: String,
+    /// Input ports.
+    pub inputs: Vec<PortInfo>,
+    /// Output ports (before config shapes them).
+    pub outputs: Vec<PortInfo>,
+    /// JSON Schema of the config.
+    pub config_schema: String,
+    /// Whether outputs depend on each batch alone.
+    pub stateless: bool,
+}
+
+/// A port and, when it declares one, its schema.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    /// Port name.
+    pub name: String,
+    /// What flows through it.
+    pub description: String,
+    /// The exact schema of its batches, or `None` for any schema.
+    pub schema: Option<SchemaRef>,
+}
+
+impl PluginInfo {
+    pub(crate) fn from_wit(raw: wit::PluginInfo) -> Result<Self, PluginError> {
+        let ports = |ports: Vec<wit::Port>| -> Result<Vec<PortInfo>, PluginError> {
+            ports.into_iter().map(|p| PortInfo::from_wit(&raw.name, p)).collect()
+        };
+        Ok(PluginInfo {
+            inputs: ports(raw.inputs)?,
+            outputs: ports(raw.outputs)?,
+            name: raw.name,
+            version: raw.version,
+            description: raw.description,
+            config_schema: raw.config_schema,
+            stateless: raw.stateless,
+        })
+    }
+}
+
+impl PortInfo {
+    pub(crate) fn from_wit(plugin: &str, port: wit::Port) -> Result<Self, PluginError> {
+        let schema = match port.fields {
+            None => None,
+            Some(fields) => {
+                let fields = fields
+                    .into_iter()
+                    .map(|f| {
+                        let data_type = DataType::from_str(&f.data_type).map_err(|e| PluginError::BadDescription {
+                            plugin: plugin.to_owned(),
+                            cause: format!(
+                                "port `{}` column `{}` has unknown type `{}`: {e}",
+                                port.name, f.name, f.data_type
+                            ),
+                        })?;
+                        Ok(Field::new(f.name, data_type, f.nullable))
+                    })
+                    .collect::<Result<Vec<_>, PluginError>>()?;
+                Some(Arc::new(Schema::new(fields)))
+            }
+        };
+        Ok(PortInfo { name: port.name, description: port.description, schema })
+    }
+}

@@ -1,0 +1,164 @@
+//! The Gold stores: a SQLite file (the default) or a PostgreSQL schema
+//! (`datamart`). Both replace every Gold table in one transaction (a new
+//! version is built aside, then swapped in), so a reader sees the old tables
+//! or the new ones, never a mix or nothing; both keep the run log (`runs`,
+//! `run_tables`).
+//!
+//! The server reads a published run back as typed [`Columns`].
+//!
+//! Not for: computing Gold (the engine does) or serving it (the API does).
+
+mod cells;
+mod columns;
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+pub use cells::{Cell, cell, check_types, quote};
+pub use columns::{Column, Columns, SqlType, Values, declared_type};
+pub use postgres::redact;
+
+/// A Gold table ready to publish.
+#[derive(Debug, Clone)]
+pub struct GoldTable {
+    /// Its name.
+    pub name: String,
+    /// Its columns.
+    pub schema: SchemaRef,
+    /// Its rows.
+    pub batches: Vec<RecordBatch>,
+    /// The columns that identify a row.
+    pub key: Vec<String>,
+}
+
+impl GoldTable {
+    /// Rows in the table.
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+/// One run, as the run log keeps it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub run_id: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended, if it has.
+    pub ended_at: Option<String>,
+    /// `running`, `succeeded`, `failed` or `abandoned`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Per stage and table: rows, quarantine and plugin.
+    pub tables: Vec<RunTable>,
+}
+
+/// One table of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunTable {
+    /// `bronze`, `silver` or `gold`.
+    pub stage: String,
+    /// The table.
+    pub table: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Rows quarantined.
+    pub quarantined: u64,
+    /// Quarantined rows per reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// The plugin that produced it.
+    pub plugin: Option<PluginUsed>,
+}
+
+/// Which plugin produced a table: what the run log keeps of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginUsed {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// sha256 of its `.wasm`.
+    pub sha256: String,
+    /// The config it ran with (JSON).
+    pub config: serde_json::Value,
+}
+
+impl RunTable {
+    /// A table of `stage` with no quarantine and no plugin, to fill in.
+    pub fn new(stage: &str, table: &str, rows: u64) -> Self {
+        RunTable {
+            stage: stage.to_owned(),
+            table: table.to_owned(),
+            rows,
+            quarantined: 0,
+            reasons: BTreeMap::new(),
+            plugin: None,
+        }
+    }
+}
+
+/// A store that refused an operation.
+#[derive(Debug, thiserror::Error)]
+#[error("gold store {store}: {message}")]
+pub struct StoreError {
+    /// Which store (its URL without password).
+    pub store: String,
+    /// What failed and what to do.
+    pub message: String,
+}
+
+/// What a reader polls to know whether the store changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// The latest run that published Gold.
+    pub published: Option<String>,
+    /// The latest run, with its status.
+    pub latest: Option<(String, String)>,
+}
+
+/// Where Gold goes.
+pub trait GoldStore: Send {
+    /// Records a run as started, marking runs left `running` by a process
+    /// that is gone as `abandoned` (the caller holds the lake's run lock).
+    fn begin_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
+    /// Replaces every table in `tables` and records `run` as it is, in one
+    /// transaction.
+    fn publish(&mut self, tables: &[GoldTable], run: &RunRecord) -> Result<(), StoreError>;
+    /// Records a run's end (a failure, or success without a Gold stage).
+    fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
+    /// The latest runs, newest first, as JSON objects.
+    fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// The run whose Gold tables are live (the latest that published Gold)
+    /// and the latest run of any status: what tells a reader that something
+    /// changed.
+    fn versions(&mut self) -> Result<Versions, StoreError>;
+    /// Reads a Gold table whole, or `None` when the store has no such table.
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError>;
+    /// The store, for messages (no password).
+    fn describe(&self) -> String;
+}
+
+/// Opens the store at `url`: `sqlite:PATH` or `postgres://...`.
+pub fn open(url: &str) -> Result<Box<dyn GoldStore>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(path))?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::PostgresStore::open(url)?));
+    }
+    Err(StoreError {
+        store: url.to_owned(),
+        message: "unknown store: give sqlite:PATH or postgres://user@host:port/database".to_owned(),
+    })
+}
+
+/// Quarantined rows per reason as the run log keeps them: a JSON object.
+fn reasons_json(reasons: &BTreeMap<String, u64>) -> String {
+    serde_json::to_string(reasons).unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,404 @@
+//! Gold in PostgreSQL, schema `datamart`: tables bulk-loaded with binary
+//! `COPY` into `<name>__new`, swapped in and the run recorded in one
+//! transaction. Under MVCC a reader sees the old tables until the commit,
+//! then the new ones; a server that stops mid-load rolls everything back.
+
+use std::str::FromStr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use deadpool_postgres::{Manager, Pool};
+use futures_util::SinkExt;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use medallion_common::date;
+
+use crate::{
+    Cell, Column, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Values, Versions, cell, check_types,
+    declared_type, quote, reasons_json,
+};
+use medallion_common::progress::{Measure, Task};
+
+/// The schema Gold lives in.
+pub(super) const SCHEMA: &str = "datamart";
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Bytes sent to the server per `COPY` message.
+const CHUNK: usize = 4 << 20;
+
+/// A PostgreSQL Gold store.
+pub(super) struct PostgresStore {
+    display: String,
+    pool: Pool,
+    runtime: tokio::runtime::Runtime,
+}
+
+const RUN_LOG: &str = "
+CREATE SCHEMA IF NOT EXISTS datamart;
+CREATE TABLE IF NOT EXISTS datamart.runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS datamart.run_tables (
+    run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
+    plugin_config TEXT, position SERIAL, PRIMARY KEY (run_id, stage, table_name));";
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects (checking the server answers) and creates the run log.
+    pub(super) fn open(url: &str) -> Result<Self, StoreError> {
+        let display = redact(url);
+        let fail = |message: String| StoreError { store: display.clone(), message };
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| fail(format!("bad URL: {e}")))?;
+        let pool = Pool::builder(Manager::new(config, NoTls))
+            .max_size(4)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
+        let store = PostgresStore { display, pool, runtime };
+        store.runtime.block_on(async {
+            let client = store.pool.get().await.map_err(|e| {
+                store.fail(format!(
+                    "cannot connect: {e}\n  hint: is the server running, and are the user and password right?"
+                ))
+            })?;
+            client.batch_execute(RUN_LOG).await.map_err(|e| store.fail(e))
+        })?;
+        Ok(store)
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError { store: self.display.clone(), message: e.to_string() }
+    }
+}
+
+async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO datamart.runs (run_id, started_at, ended_at, status, error) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, error = excluded.error",
+        &[&run.run_id as &(dyn ToSql + Sync), &run.started_at, &run.ended_at, &run.status, &run.error],
+    )
+    .await?;
+    tx.execute("DELETE FROM datamart.run_tables WHERE run_id = $1", &[&run.run_id]).await?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO datamart.run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await?;
+    for t in &run.tables {
+        let plugin = t.plugin.as_ref();
+        let config = plugin.map(|p| p.config.to_string());
+        let (rows, quarantined, reasons) = (t.rows as i64, t.quarantined as i64, reasons_json(&t.reasons));
+        let (name, version, sha256) = (plugin.map(|p| &p.name), plugin.map(|p| &p.version), plugin.map(|p| &p.sha256));
+        let params: [&(dyn ToSql + Sync); 10] =
+            [&run.run_id, &t.stage, &t.table, &rows, &quarantined, &reasons, &name, &version, &sha256, &config];
+        tx.execute(&insert, &params).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's binary `COPY` format, written batch by batch.
+struct Encoder {
+    buffer: BytesMut,
+}
+
+impl Encoder {
+    fn new() -> Self {
+        let mut buffer = BytesMut::with_capacity(CHUNK + (1 << 20));
+        buffer.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buffer.put_i32(0);
+        buffer.put_i32(0);
+        Encoder { buffer }
+    }
+
+    fn rows(&mut self, batch: &arrow_array::RecordBatch, rows: std::ops::Range<usize>) {
+        let buffer = &mut self.buffer;
+        let columns = batch.columns();
+        for row in rows {
+            buffer.put_i16(columns.len() as i16);
+            for column in columns {
+                match cell(column.as_ref(), row) {
+                    Cell::Null => buffer.put_i32(-1),
+                    Cell::Int(v) => {
+                        buffer.put_i32(8);
+                        buffer.put_i64(v);
+                    }
+                    Cell::Double(v) => {
+                        buffer.put_i32(8);
+                        buffer.put_f64(v);
+                    }
+                    Cell::Date(days) => {
+                        buffer.put_i32(4);
+                        buffer.put_i32(days - PG_EPOCH_DAYS);
+                    }
+                    Cell::Text(s) => {
+                        buffer.put_i32(s.len() as i32);
+                        buffer.put_slice(s.as_bytes());
+                    }
+                    Cell::Bool(b) => {
+                        buffer.put_i32(1);
+                        buffer.put_u8(u8::from(b));
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.buffer.split().freeze()
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.buffer.put_i16(-1);
+        self.take()
+    }
+}
+
+impl GoldStore for PostgresStore {
+    fn begin_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+            tx.execute(
+                "UPDATE datamart.runs SET status = 'abandoned', error = 'the process ended without finishing' WHERE status = 'running'",
+                &[],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+            write_run(&tx, run).await.map_err(|e| self.fail(e))?;
+            tx.commit().await.map_err(|e| self.fail(e))
+        })
+    }
+
+    fn publish(&mut self, tables: &[GoldTable], run: &RunRecord) -> Result<(), StoreError> {
+        check_types(tables, &self.display)?;
+        self.runtime.block_on(async {
+            let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+            for table in tables {
+                tracing::debug!(table = %table.name, rows = table.rows(), "loading gold table");
+                let loading = std::time::Instant::now();
+                let staged = format!("{SCHEMA}.{}", quote(&format!("{}__new", table.name)));
+                let columns: Vec<String> = table
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", quote(f.name()), SqlType::of(f.data_type()).map_or("TEXT", SqlType::sql)))
+                    .collect();
+                tx.batch_execute(&format!(
+                    "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} ({});",
+                    columns.join(", ")
+                ))
+                .await
+                .map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+                let sink = tx
+                    .copy_in::<_, Bytes>(&format!("COPY {staged} FROM STDIN (FORMAT binary)"))
+                    .await
+                    .map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+                futures_util::pin_mut!(sink);
+                let copy_error = |e: tokio_postgres::Error| self.fail(format!("table `{}`: {e}", table.name));
+                let mut encoder = Encoder::new();
+                const STEP: usize = 16 * 1024;
+                let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
+                for batch in &table.batches {
+                    for start in (0..batch.num_rows()).step_by(STEP) {
+                        let end = (start + STEP).min(batch.num_rows());
+                        encoder.rows(batch, start..end);
+                        task.advance((end - start) as u64, None);
+                        if encoder.buffer.len() >= CHUNK {
+                            sink.send(encoder.take()).await.map_err(copy_error)?;
+                        }
+                    }
+                }
+                sink.send(encoder.finish()).await.map_err(copy_error)?;
+                sink.finish().await.map_err(copy_error)?;
+                task.finish();
+                let seconds = loading.elapsed().as_secs_f64();
+                tracing::debug!(
+                    table = %table.name,
+                    rows = table.rows(),
+                    seconds = format!("{seconds:.3}"),
+                    rows_per_s = format!("{:.0}", table.rows() as f64 / seconds.max(1e-9)),
+                    "loaded gold table"
+                );
+                let live = quote(&table.name);
+                let mut swap = format!("DROP TABLE IF EXISTS {SCHEMA}.{live}; ALTER TABLE {staged} RENAME TO {live};");
+                if !table.key.is_empty() {
+                    let key: Vec<String> = table.key.iter().map(|k| quote(k)).collect();
+                    swap.push_str(&format!(
+                        "ALTER TABLE {SCHEMA}.{live} ADD CONSTRAINT {} PRIMARY KEY ({});",
+                        quote(&format!("{}_pkey", table.name)),
+                        key.join(", ")
+                    ));
+                }
+                tx.batch_execute(&swap).await.map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+            }
+            write_run(&tx, run).await.map_err(|e| self.fail(e))?;
+            tx.commit().await.map_err(|e| self.fail(e))
+        })
+    }
+
+    fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+            write_run(&tx, run).await.map_err(|e| self.fail(e))?;
+            tx.commit().await.map_err(|e| self.fail(e))
+        })
+    }
+
+    fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.runtime.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let runs = client
+                .query(
+                    "SELECT run_id, started_at, ended_at, status, error FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
+                    &[&(limit as i64)],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let mut out = Vec::new();
+            for run in runs {
+                let run_id: String = run.get(0);
+                let tables = client
+                    .query(
+                        "SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config
+                         FROM datamart.run_tables WHERE run_id = $1 ORDER BY position",
+                        &[&run_id],
+                    )
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                let tables: Vec<serde_json::Value> = tables
+                    .iter()
+                    .map(|r| {
+                        let reasons: String = r.get(4);
+                        let config: Option<String> = r.get::<_, Option<String>>(8);
+                        serde_json::json!({
+                            "stage": r.get::<_, String>(0),
+                            "table": r.get::<_, String>(1),
+                            "rows": r.get::<_, i64>(2),
+                            "quarantined": r.get::<_, i64>(3),
+                            "reasons": serde_json::from_str::<serde_json::Value>(&reasons).unwrap_or_default(),
+                            "plugin": r.get::<_, Option<String>>(5),
+                            "plugin_version": r.get::<_, Option<String>>(6),
+                            "plugin_sha256": r.get::<_, Option<String>>(7),
+                            "plugin_config": config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok()),
+                        })
+                    })
+                    .collect();
+                out.push(serde_json::json!({
+                    "run_id": run_id,
+                    "started_at": run.get::<_, String>(1),
+                    "ended_at": run.get::<_, Option<String>>(2),
+                    "status": run.get::<_, String>(3),
+                    "error": run.get::<_, Option<String>>(4),
+                    "tables": tables,
+                }));
+            }
+            Ok(out)
+        })
+    }
+
+    fn versions(&mut self) -> Result<Versions, StoreError> {
+        self.runtime.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let published = client
+                .query_opt(
+                    "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded'
+                     AND EXISTS (SELECT 1 FROM datamart.run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+                     ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.fail(e))?
+                .map(|r| r.get(0));
+            let latest = client
+                .query_opt(
+                    "SELECT run_id, status FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.fail(e))?
+                .map(|r| (r.get(0), r.get(1)));
+            Ok(Versions { published, latest })
+        })
+    }
+
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
+        self.runtime.block_on(async {
+            let fail = |e: tokio_postgres::Error| self.fail(format!("table `{table}`: {e}"));
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let declared = client
+                .query(
+                    "SELECT column_name, data_type FROM information_schema.columns
+                     WHERE table_schema = 'datamart' AND table_name = $1 ORDER BY ordinal_position",
+                    &[&table],
+                )
+                .await
+                .map_err(fail)?;
+            if declared.is_empty() {
+                return Ok(None);
+            }
+            let mut columns: Vec<Column> =
+                declared.iter().map(|r| Column::new(r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
+            // Every column read as one Rust type per SQL type.
+            let select: Vec<String> = columns
+                .iter()
+                .map(|c| match c.kind {
+                    SqlType::Integer => format!("{}::bigint", quote(&c.name)),
+                    SqlType::Double => format!("{}::float8", quote(&c.name)),
+                    SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(&c.name)),
+                    SqlType::Boolean => quote(&c.name),
+                    SqlType::Text => format!("{}::text", quote(&c.name)),
+                })
+                .collect();
+            let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
+            let rows = client.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(fail)?;
+            futures_util::pin_mut!(rows);
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(fail)? {
+                for (i, column) in columns.iter_mut().enumerate() {
+                    let present = match &mut column.values {
+                        Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(fail)?.map(|x| v.push(x)),
+                        Values::Text(v) => row.try_get::<_, Option<&str>>(i).map_err(fail)?.map(|x| v.push(x.into())),
+                        Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(fail)? {
+                            Some(text) => {
+                                let days = date::parse_iso(text).ok_or_else(|| {
+                                    self.fail(format!("table `{table}`: `{text}` in {} is not a date", column.name))
+                                })?;
+                                v.push(days);
+                                Some(())
+                            }
+                            None => None,
+                        },
+                    };
+                    match present {
+                        Some(()) => column.pushed(),
+                        None => column.push_null(),
+                    }
+                }
+            }
+            Ok(Some(Columns { columns }))
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+}

@@ -1,0 +1,295 @@
+//! Gold in a SQLite file: WAL mode, so readers keep reading the previous
+//! tables while a run writes; every table is built as `<name>__new` and
+//! swapped in by the same transaction that records the run.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use medallion_common::date;
+
+use crate::{
+    Cell, Column, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Values, Versions, cell, check_types,
+    declared_type, quote, reasons_json,
+};
+use medallion_common::progress::{Measure, Task};
+
+/// A `runs` row: id, start, end, status, error.
+type RunRow = (String, String, Option<String>, String, Option<String>);
+
+/// A SQLite Gold store.
+pub(super) struct SqliteStore {
+    path: PathBuf,
+    connection: Connection,
+}
+
+const RUN_LOG: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS run_tables (
+    run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
+    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));";
+
+impl SqliteStore {
+    /// Opens (or creates) the file and the run log.
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |message: String| StoreError { store: format!("sqlite:{}", path.display()), message };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        connection
+            // A Gold load is one large transaction: a 256 MiB page cache keeps
+            // it from spilling half-built pages to the WAL.
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -262144;",
+            )
+            .and_then(|()| connection.execute_batch(RUN_LOG))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteStore { path: path.to_owned(), connection })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError { store: self.describe(), message: e.to_string() }
+    }
+}
+
+fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO runs (run_id, started_at, ended_at, status, error) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, error = excluded.error",
+        params![run.run_id, run.started_at, run.ended_at, run.status, run.error],
+    )?;
+    tx.execute("DELETE FROM run_tables WHERE run_id = ?1", params![run.run_id])?;
+    let mut insert = tx.prepare(
+        "INSERT INTO run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for t in &run.tables {
+        let plugin = t.plugin.as_ref();
+        insert.execute(params![
+            run.run_id,
+            t.stage,
+            t.table,
+            t.rows as i64,
+            t.quarantined as i64,
+            reasons_json(&t.reasons),
+            plugin.map(|p| &p.name),
+            plugin.map(|p| &p.version),
+            plugin.map(|p| &p.sha256),
+            plugin.map(|p| p.config.to_string()),
+        ])?;
+    }
+    Ok(())
+}
+
+impl GoldStore for SqliteStore {
+    fn begin_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let store = self.describe();
+        let tx = self.connection.transaction().map_err(|e| StoreError { store, message: e.to_string() })?;
+        tx.execute("UPDATE runs SET status = 'abandoned', error = 'the process ended without finishing' WHERE status = 'running'", [])
+            .and_then(|_| write_run(&tx, run))
+            .and_then(|()| tx.commit())
+            .map_err(|e| StoreError { store: format!("sqlite:{}", self.path.display()), message: e.to_string() })
+    }
+
+    fn publish(&mut self, tables: &[GoldTable], run: &RunRecord) -> Result<(), StoreError> {
+        check_types(tables, &self.describe())?;
+        let store = self.describe();
+        let fail = |e: rusqlite::Error| StoreError { store: store.clone(), message: e.to_string() };
+        let tx = self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+        for table in tables {
+            let staged = quote(&format!("{}__new", table.name));
+            // A single integer key is declared `INTEGER PRIMARY KEY`: SQLite's
+            // row id itself, so the table needs no separate key index.
+            let rowid_key = match table.key.as_slice() {
+                [key] => table
+                    .schema
+                    .field_with_name(key)
+                    .ok()
+                    .filter(|f| SqlType::of(f.data_type()) == Some(SqlType::Integer))
+                    .map(|f| f.name().clone()),
+                _ => None,
+            };
+            let columns: Vec<String> = table
+                .schema
+                .fields()
+                .iter()
+                .map(|f| match &rowid_key {
+                    Some(key) if key == f.name() => format!("{} INTEGER PRIMARY KEY", quote(f.name())),
+                    _ => format!("{} {}", quote(f.name()), SqlType::of(f.data_type()).map_or("TEXT", SqlType::sql)),
+                })
+                .collect();
+            let key = if table.key.is_empty() || rowid_key.is_some() {
+                String::new()
+            } else {
+                format!(", PRIMARY KEY ({})", table.key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", "))
+            };
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} ({}{key});",
+                columns.join(", ")
+            ))
+            .map_err(fail)?;
+            let placeholders: Vec<String> = (1..=table.schema.fields().len()).map(|i| format!("?{i}")).collect();
+            let mut insert =
+                tx.prepare(&format!("INSERT INTO {staged} VALUES ({})", placeholders.join(", "))).map_err(fail)?;
+            let row_error = |e: rusqlite::Error| StoreError {
+                store: store.clone(),
+                message: format!("table `{}`: {e}", table.name),
+            };
+            let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
+            for batch in &table.batches {
+                task.advance(batch.num_rows() as u64, None);
+                let columns = batch.columns();
+                for row in 0..batch.num_rows() {
+                    for (i, column) in columns.iter().enumerate() {
+                        let value = match cell(column.as_ref(), row) {
+                            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+                            Cell::Int(v) => ToSqlOutput::Owned(Value::Integer(v)),
+                            Cell::Double(v) => ToSqlOutput::Owned(Value::Real(v)),
+                            Cell::Date(d) => ToSqlOutput::Owned(Value::Text(date::iso(d))),
+                            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+                            Cell::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(b))),
+                        };
+                        insert.raw_bind_parameter(i + 1, value).map_err(row_error)?;
+                    }
+                    insert.raw_execute().map_err(row_error)?;
+                }
+            }
+            drop(insert);
+            task.finish();
+            let live = quote(&table.name);
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {live}; ALTER TABLE {staged} RENAME TO {live};"))
+                .map_err(fail)?;
+        }
+        write_run(&tx, run).map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let store = self.describe();
+        let tx = self.connection.transaction().map_err(|e| StoreError { store, message: e.to_string() })?;
+        write_run(&tx, run)
+            .and_then(|()| tx.commit())
+            .map_err(|e| StoreError { store: format!("sqlite:{}", self.path.display()), message: e.to_string() })
+    }
+
+    fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT run_id, started_at, ended_at, status, error FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?1")
+            .map_err(|e| self.fail(e))?;
+        let runs: Vec<RunRow> = statement
+            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.fail(e))?;
+        let mut tables = self
+            .connection
+            .prepare("SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config FROM run_tables WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for (run_id, started_at, ended_at, status, error) in runs {
+            let rows: Vec<serde_json::Value> = tables
+                .query_map(params![run_id], |r| {
+                    let reasons: String = r.get(4)?;
+                    let config: Option<String> = r.get(8)?;
+                    Ok(serde_json::json!({
+                        "stage": r.get::<_, String>(0)?,
+                        "table": r.get::<_, String>(1)?,
+                        "rows": r.get::<_, i64>(2)?,
+                        "quarantined": r.get::<_, i64>(3)?,
+                        "reasons": serde_json::from_str::<serde_json::Value>(&reasons).unwrap_or_default(),
+                        "plugin": r.get::<_, Option<String>>(5)?,
+                        "plugin_version": r.get::<_, Option<String>>(6)?,
+                        "plugin_sha256": r.get::<_, Option<String>>(7)?,
+                        "plugin_config": config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok()),
+                    }))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.fail(e))?;
+            out.push(serde_json::json!({
+                "run_id": run_id, "started_at": started_at, "ended_at": ended_at,
+                "status": status, "error": error, "tables": rows,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn versions(&mut self) -> Result<Versions, StoreError> {
+        let published = self
+            .connection
+            .query_row(
+                "SELECT run_id FROM runs r WHERE status = 'succeeded'
+                 AND EXISTS (SELECT 1 FROM run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+                 ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        let latest = self
+            .connection
+            .query_row("SELECT run_id, status FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        Ok(Versions { published, latest })
+    }
+
+    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
+        let exists: bool = self
+            .connection
+            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.fail(e))?;
+        if !exists {
+            return Ok(None);
+        }
+        // One transaction: the table as of one moment.
+        let tx = self
+            .connection
+            .transaction()
+            .map_err(|e| StoreError { store: format!("sqlite:{}", self.path.display()), message: e.to_string() })?;
+        let fail = |e: rusqlite::Error| StoreError {
+            store: format!("sqlite:{}", self.path.display()),
+            message: format!("table `{table}`: {e}"),
+        };
+        let mut statement = tx.prepare(&format!("SELECT * FROM {}", quote(table))).map_err(fail)?;
+        let mut columns: Vec<Column> = statement
+            .columns()
+            .map(|c| Column::new(c.name(), declared_type(c.decl_type().unwrap_or("TEXT"))))
+            .collect();
+        let mut rows = statement.query([]).map_err(fail)?;
+        while let Some(row) = rows.next().map_err(fail)? {
+            for (i, column) in columns.iter_mut().enumerate() {
+                let value = row.get_ref(i).map_err(fail)?;
+                if value == ValueRef::Null {
+                    column.push_null();
+                    continue;
+                }
+                let bad = || fail(rusqlite::Error::InvalidColumnType(i, column.name.clone(), value.data_type()));
+                match (&mut column.values, value) {
+                    (Values::Int(v), ValueRef::Integer(x)) => v.push(x),
+                    (Values::Double(v), ValueRef::Real(x)) => v.push(x),
+                    (Values::Double(v), ValueRef::Integer(x)) => v.push(x as f64),
+                    (Values::Bool(v), ValueRef::Integer(x)) => v.push(x != 0),
+                    (Values::Date(v), ValueRef::Text(t)) => {
+                        v.push(std::str::from_utf8(t).ok().and_then(date::parse_iso).ok_or_else(bad)?)
+                    }
+                    (Values::Text(v), ValueRef::Text(t)) => v.push(String::from_utf8_lossy(t).into()),
+                    _ => return Err(bad()),
+                }
+                column.pushed();
+            }
+        }
+        Ok(Some(Columns { columns }))
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}

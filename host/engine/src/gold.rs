@@ -169,8 +169,6 @@ fn named_columns(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
     (!named.is_empty()).then_some(named)
 }
 
-/// One Gold table computed, or why not.
-
 /// Reads Parquet files whole, their row groups spread over `workers` threads,
 /// in file order.
 fn read_parallel(

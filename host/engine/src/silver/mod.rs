@@ -347,7 +347,6 @@ impl TableBuilder<'_> {
                 step.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default()
             ))
         })?;
-        let config = step.config.to_string();
         let input = ParquetTable::open(self.lake, &bronze.files, Arc::new(Schema::empty()))?;
         if input.rows() != bronze.rows {
             return Err(SilverError::Conservation {
@@ -355,8 +354,8 @@ impl TableBuilder<'_> {
                 detail: format!("Bronze `{from}` holds {} rows but its commit says {}", input.rows(), bronze.rows),
             });
         }
-        let started = std::time::Instant::now();
-        let cleaned = self.clean(&input, &plugin, &config)?;
+        let started = Instant::now();
+        let cleaned = self.clean(&input, &plugin, &step.config.to_string())?;
         let clean_seconds = started.elapsed().as_secs_f64();
         let mut frame = frame::to_polars(&cleaned.out_schema, &cleaned.out).map_err(|e| self.engine_error(e))?;
         drop(cleaned.out);
@@ -365,24 +364,14 @@ impl TableBuilder<'_> {
         let mut reasons = cleaned.reasons;
         count_reasons(&rejected, &mut reasons).map_err(|e| self.engine_error(e))?;
         let rows = kept.height() as u64;
-        let checks_rejected = rejected.height() as u64;
-        let quarantined = cleaned.quarantined + checks_rejected;
-        if input.rows() != rows + quarantined {
-            return Err(SilverError::Conservation {
-                table: self.name.to_owned(),
-                detail: format!(
-                    "Bronze `{from}` has {} rows, Silver {rows}, quarantine {quarantined} ({reasons:?})",
-                    input.rows()
-                ),
-            });
-        }
+        let quarantined = cleaned.quarantined + rejected.height() as u64;
+        self.conserved(from, input.rows(), rows, quarantined, &reasons)?;
         let (files, written) = self.write(&kept, &self.folder(ZONE), "part")?;
-        let mut quarantine_files = cleaned.quarantine_files;
-        if checks_rejected > 0 {
-            let (checks, _) = self.write(&rejected, &self.folder("quarantine/silver"), "checks")?;
-            quarantine_files.extend(checks);
-        }
         debug_assert_eq!(written, rows);
+        let mut quarantine_files = cleaned.quarantine_files;
+        if rejected.height() > 0 {
+            quarantine_files.extend(self.write(&rejected, &self.folder("quarantine/silver"), "checks")?.0);
+        }
         tracing::debug!(
             table = %self.name,
             clean_s = format!("{clean_seconds:.2}"),
@@ -407,15 +396,27 @@ impl TableBuilder<'_> {
             }),
             seconds: 0.0,
         };
-        let files = TableFiles {
-            source: format!("bronze/{from}/{}", self.options.bronze_partition),
-            files,
-            rows,
-            quarantine_files,
-            quarantined,
-            reasons,
-        };
+        let source = format!("bronze/{from}/{}", self.options.bronze_partition);
+        let files = TableFiles { source, files, rows, quarantine_files, quarantined, reasons };
         Ok(BuiltTable { frame: kept, files, report })
+    }
+
+    /// Checks that every one of the `bronze` rows of Bronze table `from` is
+    /// accounted for: `rows` kept and `quarantined` set aside (by `reasons`).
+    fn conserved(
+        &self,
+        from: &str,
+        bronze: u64,
+        rows: u64,
+        quarantined: u64,
+        reasons: &BTreeMap<String, u64>,
+    ) -> Result<(), SilverError> {
+        if bronze == rows + quarantined {
+            return Ok(());
+        }
+        let detail =
+            format!("Bronze `{from}` has {bronze} rows, Silver {rows}, quarantine {quarantined} ({reasons:?})");
+        Err(SilverError::Conservation { table: self.name.to_owned(), detail })
     }
 
     fn build_from_sql(

@@ -49,6 +49,11 @@ impl Server {
             .args(inner.get_args())
             .args(["--listen", "127.0.0.1:0", "--poll-seconds", "1"])
             .args(extra);
+        // The suites send wrong passwords on purpose, all from 127.0.0.1;
+        // the limit on them has a test of its own.
+        if !extra.iter().any(|a| a.contains("failed_logins_before_wait")) {
+            command.args(["--set", "server.failed_logins_before_wait=1000000"]);
+        }
         for (name, value) in inner.get_envs() {
             match value {
                 Some(value) => command.env(name, value),
@@ -149,6 +154,84 @@ fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], bo
         .read_to_vec()
         .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
     Answer { status: response.status().as_u16(), headers, body }
+}
+
+/// While one address floods `POST /auth/login` with wrong passwords, users
+/// logging in for the first time from another address get in, each within a
+/// second: the flood waits (429) after a few failures and takes no hashing
+/// slot, and password checks run off the threads that answer requests.
+#[test]
+fn a_flood_of_wrong_passwords_from_one_address_locks_no_one_else_out() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const USERS: usize = 20;
+    let (setup, _) = sqlite_served();
+    let users: Vec<String> = (0..USERS).map(|i| format!("server.users.user{i}={}", password_hash())).collect();
+    let mut extra = vec!["--set", "server.failed_logins_before_wait=5"];
+    for user in &users {
+        extra.extend(["--set", user.as_str()]);
+    }
+    let server = Server::start(setup, &setup.sqlite(), &extra);
+    let address: std::net::SocketAddr = server.address.parse().unwrap_or_else(|e| panic!("{e}"));
+    let (stop, flooded, throttled) = (AtomicBool::new(false), AtomicUsize::new(0), AtomicUsize::new(0));
+    let logins: Vec<(u16, std::time::Duration)> = std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = wrong_login_from([127, 0, 0, 2], address);
+                    flooded.fetch_add(1, Ordering::Relaxed);
+                    if status == 429 {
+                        throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // The flood is under way before the first user comes.
+        while flooded.load(Ordering::Relaxed) < 50 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let logins = (0..USERS)
+            .map(|i| {
+                let started = std::time::Instant::now();
+                let body = format!("username=user{i}&password={PASSWORD}");
+                let form = [("Content-Type", "application/x-www-form-urlencoded")];
+                let answer = request(&server.address, "POST", "/auth/login", &form, body.as_bytes());
+                (answer.status, started.elapsed())
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        logins
+    });
+    let (flooded, throttled) = (flooded.into_inner(), throttled.into_inner());
+    let slowest = logins.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    eprintln!("flood: {flooded} wrong logins, {throttled} refused with 429; slowest first login {slowest:?}");
+    assert!(throttled > flooded / 2, "the flooding address must wait: {throttled} of {flooded} refused with 429");
+    for (i, (status, took)) in logins.iter().enumerate() {
+        assert_eq!(*status, 200, "user{i}'s first login, during a flood of {flooded} wrong passwords");
+        assert!(*took < std::time::Duration::from_secs(1), "user{i}'s first login took {took:?}");
+    }
+}
+
+/// One wrong login sent from `source` (an address of the loopback range),
+/// on a connection of its own; its status.
+fn wrong_login_from(source: [u8; 4], server: std::net::SocketAddr) -> u16 {
+    use std::io::Write;
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap_or_else(|e| panic!("{e}"));
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap_or_else(|e| panic!("bind: {e}"));
+    if socket.connect(&server.into()).is_err() {
+        return 0;
+    }
+    let mut stream: std::net::TcpStream = socket.into();
+    let body = "username=user0&password=guess";
+    let head = format!(
+        "POST /auth/login HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    if stream.write_all(head.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err() {
+        return 0;
+    }
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// One Gold built once for the read-only tests, served from SQLite.

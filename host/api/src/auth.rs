@@ -4,7 +4,8 @@
 //! OData connector sends).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::net::IpAddr;
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -42,9 +43,29 @@ const WELL_KNOWN: [&str; 10] = [
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 /// Passwords hashed at once (each argon2 check takes tens of milliseconds
-/// and 19 MiB): a flood of wrong passwords is refused, not queued, and cannot
-/// take every thread or all memory.
-const HASHING_AT_ONCE: usize = 1;
+/// and 19 MiB), so that checks cannot take every thread or all memory.
+const HASHING_AT_ONCE: usize = 2;
+
+/// How long a password check waits for a hashing slot before the answer is
+/// 503 with Retry-After.
+const HASHING_QUEUE: Duration = Duration::from_secs(1);
+
+/// Wrong passwords for one user name, from any addresses, before addresses
+/// that have failed for it have to wait too, as a multiple of the failures
+/// one address may have (`server.failed_logins_before_wait`); an address
+/// that has not failed is never kept from trying, so the real user is not
+/// locked out.
+const USER_FAILURES_PER_ADDRESS_FAILURE: u32 = 4;
+
+/// The longest an address has to wait between tries.
+const LONGEST_WAIT: Duration = Duration::from_secs(300);
+
+/// Failures older than this are forgotten.
+const FAILURES_KEPT: Duration = Duration::from_secs(900);
+
+/// Addresses and user names whose failures are remembered, at most (past
+/// this, the oldest are forgotten first).
+const FAILURES_TRACKED: usize = 100_000;
 
 /// The credentials check.
 pub struct Auth {
@@ -55,8 +76,10 @@ pub struct Auth {
     fingerprint_key: [u8; 32],
     /// [`Auth::fingerprint`] of a verified user and password → when it was verified.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
-    /// Password checks in progress.
-    hashing: std::sync::atomic::AtomicUsize,
+    /// Who failed recently, and how long they must wait.
+    failures: Mutex<Failures>,
+    /// Hashing slots.
+    slots: Slots,
 }
 
 /// Why a request is refused.
@@ -68,6 +91,9 @@ pub enum Refused {
     Invalid(String),
     /// Too many passwords are being checked at once; try again.
     Busy,
+    /// Too many wrong passwords from this address (or for this user from
+    /// it): try again after this long.
+    Throttled(Duration),
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -134,13 +160,19 @@ impl Auth {
             token_minutes: spec.token_minutes.max(1),
             users,
             verified: Mutex::new(HashMap::new()),
-            hashing: std::sync::atomic::AtomicUsize::new(0),
+            failures: Mutex::new(Failures {
+                free: spec.failed_logins_before_wait,
+                by_source: HashMap::new(),
+                by_user: HashMap::new(),
+            }),
+            slots: Slots::default(),
         })
     }
 
-    /// A token for `user` if `password` is theirs.
-    pub fn login(&self, user: &str, password: &str) -> Result<(String, u64), Refused> {
-        if !self.password_holds(user, password)? {
+    /// A token for `user` if `password` is theirs; `source` is the client's
+    /// address (failures from it make it wait).
+    pub fn login(&self, user: &str, password: &str, source: Option<IpAddr>) -> Result<(String, u64), Refused> {
+        if !self.password_holds(user, password, source)? {
             return Err(Refused::Invalid("wrong user name or password".to_owned()));
         }
         let now = unix_now();
@@ -152,8 +184,19 @@ impl Auth {
         Ok((token, lifetime))
     }
 
-    /// The user an `Authorization` header names, if its credentials hold.
-    pub fn check(&self, authorization: Option<&str>) -> Result<String, Refused> {
+    /// Whether checking `authorization` means hashing a password (Basic
+    /// credentials not verified recently): work to keep off the threads that
+    /// answer requests.
+    pub fn needs_hashing(&self, authorization: Option<&str>) -> bool {
+        let Some((user, password)) = authorization.and_then(basic_credentials) else { return false };
+        let fingerprint = self.fingerprint(&user, &password);
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        verified.get(&fingerprint).is_none_or(|at| at.elapsed() >= VERIFIED_FOR)
+    }
+
+    /// The user an `Authorization` header names, if its credentials hold;
+    /// `source` is the client's address.
+    pub fn check(&self, authorization: Option<&str>, source: Option<IpAddr>) -> Result<String, Refused> {
         let header = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or(Refused::Missing)?;
         let (scheme, credentials) = header.split_once(' ').unwrap_or((header, ""));
         let credentials = credentials.trim();
@@ -171,16 +214,10 @@ impl Auth {
             return Ok(data.claims.sub);
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(credentials)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
+            let (user, password) = basic_credentials(header)
                 .ok_or_else(|| Refused::Invalid("bad Basic credentials: not base64 of user:password".to_owned()))?;
-            let (user, password) = decoded
-                .split_once(':')
-                .ok_or_else(|| Refused::Invalid("bad Basic credentials: not user:password".to_owned()))?;
-            if self.password_holds(user, password)? {
-                return Ok(user.to_owned());
+            if self.password_holds(&user, &password, source)? {
+                return Ok(user);
             }
             return Err(Refused::Invalid("wrong user name or password".to_owned()));
         }
@@ -190,8 +227,7 @@ impl Auth {
         )))
     }
 
-    fn password_holds(&self, user: &str, password: &str) -> Result<bool, Refused> {
-        use std::sync::atomic::Ordering;
+    fn password_holds(&self, user: &str, password: &str, source: Option<IpAddr>) -> Result<bool, Refused> {
         let fingerprint = self.fingerprint(user, password);
         {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
@@ -200,10 +236,11 @@ impl Auth {
             }
             verified.retain(|_, at| at.elapsed() < VERIFIED_FOR);
         }
-        if self.hashing.fetch_add(1, Ordering::SeqCst) >= HASHING_AT_ONCE {
-            self.hashing.fetch_sub(1, Ordering::SeqCst);
-            return Err(Refused::Busy);
+        if let Some(wait) = self.failures.lock().unwrap_or_else(PoisonError::into_inner).wait(source, user) {
+            return Err(Refused::Throttled(wait));
         }
+        // Released when dropped, also if hashing panics.
+        let slot = self.slots.take(HASHING_QUEUE).ok_or(Refused::Busy)?;
         let holds = match self.users.get(user) {
             Some(hash) => PasswordHash::new(hash)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()),
@@ -216,7 +253,8 @@ impl Auth {
                 false
             }
         };
-        self.hashing.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner).record(source, user, holds);
         if holds {
             self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(fingerprint, Instant::now());
         }
@@ -235,6 +273,120 @@ impl Auth {
             mac.update(field.as_bytes());
         }
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// The user and password of a `Basic` header, if it is one and decodes.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, credentials) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Recent wrong passwords, by address and by user name.
+struct Failures {
+    /// Failures an address may have before it waits.
+    free: u32,
+    by_source: HashMap<IpAddr, Failed>,
+    by_user: HashMap<String, Failed>,
+}
+
+/// Failures of one address or user name.
+#[derive(Clone, Copy)]
+struct Failed {
+    count: u32,
+    last: Instant,
+}
+
+impl Failed {
+    /// How long after the last failure the next try must wait.
+    fn wait(self, free: u32) -> Duration {
+        if self.count < free {
+            return Duration::ZERO;
+        }
+        let doublings = (self.count - free).min(16);
+        Duration::from_secs(1u64 << doublings).min(LONGEST_WAIT)
+    }
+
+    fn remaining(self, free: u32) -> Option<Duration> {
+        self.wait(free).checked_sub(self.last.elapsed()).filter(|left| !left.is_zero())
+    }
+}
+
+impl Failures {
+    /// How long a try from `source` for `user` must still wait, if at all.
+    fn wait(&self, source: Option<IpAddr>, user: &str) -> Option<Duration> {
+        let from_source = source.and_then(|s| self.by_source.get(&s)).copied();
+        if let Some(left) = from_source.and_then(|f| f.remaining(self.free)) {
+            return Some(left);
+        }
+        // Guesses at one user spread over addresses: only addresses that
+        // have failed wait, so the user, from a clean address, still gets in.
+        let per_user = self.free.saturating_mul(USER_FAILURES_PER_ADDRESS_FAILURE);
+        from_source.and(self.by_user.get(user)).and_then(|f| f.remaining(per_user))
+    }
+
+    fn record(&mut self, source: Option<IpAddr>, user: &str, succeeded: bool) {
+        if succeeded {
+            if let Some(source) = source {
+                self.by_source.remove(&source);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let bump = |failed: &mut Failed| {
+            if failed.last.elapsed() > FAILURES_KEPT {
+                failed.count = 0;
+            }
+            failed.count = failed.count.saturating_add(1);
+            failed.last = now;
+        };
+        if let Some(source) = source {
+            bump(self.by_source.entry(source).or_insert(Failed { count: 0, last: now }));
+        }
+        bump(self.by_user.entry(user.to_owned()).or_insert(Failed { count: 0, last: now }));
+        if self.by_source.len() + self.by_user.len() > FAILURES_TRACKED {
+            self.by_source.retain(|_, f| f.last.elapsed() < FAILURES_KEPT / 8);
+            self.by_user.retain(|_, f| f.last.elapsed() < FAILURES_KEPT / 8);
+        }
+    }
+}
+
+/// Hashing slots: a counting semaphore whose permits go back when dropped.
+#[derive(Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A hashing slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    /// A slot, waiting for one at most `patience`.
+    fn take(&self, patience: Duration) -> Option<Slot<'_>> {
+        let busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut busy, _) = self
+            .freed
+            .wait_timeout_while(busy, patience, |busy| *busy >= HASHING_AT_ONCE)
+            .unwrap_or_else(PoisonError::into_inner);
+        if *busy >= HASHING_AT_ONCE {
+            return None;
+        }
+        *busy += 1;
+        Some(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -284,15 +436,15 @@ mod tests {
     #[test]
     fn tokens_and_basic() {
         let auth = Auth::new(&spec("a-long-random-secret-of-more-than-32-bytes"), false).expect("auth");
-        assert!(auth.login("ana", "wrong").is_err());
-        assert!(auth.login("bob", "s3cret-pass").is_err());
-        let (token, _) = auth.login("ana", "s3cret-pass").expect("login");
-        assert_eq!(auth.check(Some(&format!("Bearer {token}"))), Ok("ana".to_owned()));
+        assert!(auth.login("ana", "wrong", None).is_err());
+        assert!(auth.login("bob", "s3cret-pass", None).is_err());
+        let (token, _) = auth.login("ana", "s3cret-pass", None).expect("login");
+        assert_eq!(auth.check(Some(&format!("Bearer {token}")), None), Ok("ana".to_owned()));
         let basic = base64::engine::general_purpose::STANDARD.encode("ana:s3cret-pass");
-        assert_eq!(auth.check(Some(&format!("Basic {basic}"))), Ok("ana".to_owned()));
-        assert_eq!(auth.check(None), Err(Refused::Missing));
+        assert_eq!(auth.check(Some(&format!("Basic {basic}")), None), Ok("ana".to_owned()));
+        assert_eq!(auth.check(None, None), Err(Refused::Missing));
         let other = Auth::new(&spec("another-long-random-secret-of-32-bytes-plus"), false).expect("auth");
-        assert!(other.check(Some(&format!("Bearer {token}"))).is_err(), "a token signed with another secret");
+        assert!(other.check(Some(&format!("Bearer {token}")), None).is_err(), "a token signed with another secret");
     }
 
     #[test]
@@ -307,5 +459,30 @@ mod tests {
             other.fingerprint("ana", "s3cret-pass"),
             "a key per process"
         );
+    }
+
+    #[test]
+    fn an_address_that_keeps_failing_waits_and_others_do_not() {
+        let auth = Auth::new(&spec("a-long-random-secret-of-more-than-32-bytes"), false).expect("auth");
+        let (attacker, user) = (Some(IpAddr::from([127, 0, 0, 2])), Some(IpAddr::from([127, 0, 0, 1])));
+        for _ in 0..ServerSpec::default().failed_logins_before_wait {
+            assert!(matches!(auth.login("ana", "guess", attacker), Err(Refused::Invalid(_))));
+        }
+        assert!(matches!(auth.login("ana", "guess", attacker), Err(Refused::Throttled(_))));
+        assert!(auth.login("ana", "s3cret-pass", user).is_ok(), "the real user is not locked out");
+        assert!(auth.login("ana", "s3cret-pass", attacker).is_ok(), "a verified credential needs no hashing");
+    }
+
+    #[test]
+    fn a_slot_is_given_back_even_when_its_holder_panics() {
+        let slots = Slots::default();
+        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _slot = slots.take(Duration::ZERO);
+            panic!("hashing failed");
+        }));
+        assert!(taken.is_err());
+        let all: Vec<_> = (0..HASHING_AT_ONCE).filter_map(|_| slots.take(Duration::ZERO)).collect();
+        assert_eq!(all.len(), HASHING_AT_ONCE);
+        assert!(slots.take(Duration::from_millis(10)).is_none(), "no slot past the limit");
     }
 }

@@ -18,7 +18,7 @@ pub mod snapshot;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -73,7 +73,17 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                 .and(warp::post())
                 .and(warp::body::content_length_limit(MAX_BODY))
                 .and(warp::body::bytes())
-                .map(move |body: Bytes| rest::login(&state, &body))
+                .and(warp::addr::remote())
+                .then(move |body: Bytes, remote: Option<SocketAddr>| {
+                    let state = state.clone();
+                    async move {
+                        // A password check hashes: off the threads that answer requests.
+                        let login = move || rest::login(&state, &body, remote.map(|a| a.ip()));
+                        tokio::task::spawn_blocking(login)
+                            .await
+                            .unwrap_or_else(|_| ApiError::internal("the login failed").response(false))
+                    }
+                })
         };
         let get = {
             let state = state.clone();
@@ -83,20 +93,24 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                 .and(warp::path::full())
                 .and(warp::query::raw().or(warp::any().map(String::new)).unify())
                 .and(warp::header::headers_cloned())
-                .then(move |path: warp::path::FullPath, query: String, headers: HeaderMap| {
+                .and(warp::addr::remote())
+                .then(move |path: warp::path::FullPath, query: String, headers: HeaderMap, remote: Option<SocketAddr>| {
                     let state = state.clone();
                     async move {
                         let timeout = state.timeout;
-                        let light = is_light(&query);
+                        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                        let light = is_light(&query) && !state.auth.needs_hashing(authorization);
                         // (hyper sends no body in answer to HEAD, and keeps its length.)
-                        let run = move || route(&state, path.as_str(), &query, &headers);
+                        let source = remote.map(|a| a.ip());
+                        let run = move || route(&state, path.as_str(), &query, &headers, source);
                         if light {
                             // A page in a stored order: microseconds, on this thread.
                             return run();
                         }
                         // Filters and new orders scan or sort a table (bounded
-                        // work: one pass or one sort): on a blocking thread;
-                        // the client waits at most the time limit.
+                        // work: one pass or one sort), and a password check
+                        // hashes: on a blocking thread; the client waits at
+                        // most the time limit.
                         match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
                             Ok(Ok(response)) => response,
                             Ok(Err(_)) => ApiError::internal("the request failed").response(false),
@@ -126,14 +140,14 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
     })
 }
 
-/// Routes a GET request.
-fn route(state: &State, path: &str, query: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
+/// Routes a GET request from `source`.
+fn route(state: &State, path: &str, query: &str, headers: &HeaderMap, source: Option<IpAddr>) -> Response<Vec<u8>> {
     let snapshot = state.snapshot();
     let odata = path == "/odata" || path.starts_with("/odata/");
     let public = matches!(path, "/health" | "/docs" | "/docs/");
     if !public {
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if let Err(refused) = state.auth.check(authorization) {
+        if let Err(refused) = state.auth.check(authorization, source) {
             return unauthorized(refused, odata);
         }
     }
@@ -291,11 +305,24 @@ fn unauthorized(refused: Refused, odata: bool) -> Response<Vec<u8>> {
         }
         Refused::Invalid(why) => why,
         Refused::Busy => return busy(odata),
+        Refused::Throttled(wait) => return throttled(wait, odata),
     };
     ApiError::new(StatusCode::UNAUTHORIZED, message).response(odata)
 }
 
-/// Too many passwords being checked at once: try again in a second.
+/// Too many wrong passwords from this address: try again after `wait`.
+fn throttled(wait: Duration, odata: bool) -> Response<Vec<u8>> {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let message = format!("too many wrong passwords from this address; try again in {seconds} s");
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).response(odata);
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Too many passwords being checked at once, for longer than a check waits:
+/// try again in a second.
 fn busy(odata: bool) -> Response<Vec<u8>> {
     let mut response =
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many password checks at once; retry in a second")

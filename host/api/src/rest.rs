@@ -25,7 +25,7 @@ pub(super) fn health(snapshot: &Snapshot) -> Reply {
 }
 
 /// `POST /auth/login` with the OAuth2 password form (`username`, `password`).
-pub(super) fn login(state: &State, body: &[u8]) -> warp::http::Response<Vec<u8>> {
+pub(super) fn login(state: &State, body: &[u8], source: Option<std::net::IpAddr>) -> warp::http::Response<Vec<u8>> {
     let mut username = None;
     let mut password = None;
     for (name, value) in form_urlencoded::parse(body) {
@@ -42,7 +42,7 @@ pub(super) fn login(state: &State, body: &[u8]) -> warp::http::Response<Vec<u8>>
         )
         .response(false);
     };
-    match state.auth.login(&username, &password) {
+    match state.auth.login(&username, &password, source) {
         Ok((token, seconds)) => {
             let body = serde_json::json!({ "access_token": token, "token_type": "bearer", "expires_in": seconds });
             warp::http::Response::builder()
@@ -54,6 +54,7 @@ pub(super) fn login(state: &State, body: &[u8]) -> warp::http::Response<Vec<u8>>
         Err(super::auth::Refused::Invalid(why)) => ApiError::new(StatusCode::UNAUTHORIZED, why).response(false),
         Err(super::auth::Refused::Missing) => ApiError::new(StatusCode::UNAUTHORIZED, "no credentials").response(false),
         Err(super::auth::Refused::Busy) => super::busy(false),
+        Err(super::auth::Refused::Throttled(wait)) => super::throttled(wait, false),
     }
 }
 

@@ -61,6 +61,10 @@ pub struct ServerSpec {
     /// a user without a hash (an unset variable) cannot log in.
     #[serde(default)]
     pub users: BTreeMap<String, Option<String>>,
+    /// Wrong passwords one address may send before it has to wait between
+    /// tries (the wait then doubles with each failure, up to 5 minutes).
+    #[serde(default = "default_failed_logins")]
+    pub failed_logins_before_wait: u32,
 }
 
 impl Default for ServerSpec {
@@ -70,8 +74,13 @@ impl Default for ServerSpec {
             jwt_secret: None,
             token_minutes: default_token_minutes(),
             users: BTreeMap::new(),
+            failed_logins_before_wait: default_failed_logins(),
         }
     }
+}
+
+fn default_failed_logins() -> u32 {
+    5
 }
 
 fn default_listen() -> String {

@@ -160,11 +160,7 @@ impl Auth {
             token_minutes: spec.token_minutes.max(1),
             users,
             verified: Mutex::new(HashMap::new()),
-            failures: Mutex::new(Failures {
-                free: spec.failed_logins_before_wait,
-                by_source: HashMap::new(),
-                by_user: HashMap::new(),
-            }),
+            failures: Mutex::new(Failures::new(spec.failed_logins_before_wait)),
             slots: Slots::default(),
         })
     }
@@ -236,11 +232,18 @@ impl Auth {
             }
             verified.retain(|_, at| at.elapsed() < VERIFIED_FOR);
         }
-        if let Some(wait) = self.failures.lock().unwrap_or_else(PoisonError::into_inner).wait(source, user) {
-            return Err(Refused::Throttled(wait));
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(wait) = failures.wait(source, user) {
+                return Err(Refused::Throttled(wait));
+            }
+            failures.count(source, user, self.users.contains_key(user));
         }
         // Released when dropped, also if hashing panics.
-        let slot = self.slots.take(HASHING_QUEUE).ok_or(Refused::Busy)?;
+        let Some(slot) = self.slots.take(HASHING_QUEUE) else {
+            self.failures.lock().unwrap_or_else(PoisonError::into_inner).uncount(source, user, false);
+            return Err(Refused::Busy);
+        };
         let holds = match self.users.get(user) {
             Some(hash) => PasswordHash::new(hash)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()),
@@ -254,8 +257,8 @@ impl Auth {
             }
         };
         drop(slot);
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).record(source, user, holds);
         if holds {
+            self.failures.lock().unwrap_or_else(PoisonError::into_inner).uncount(source, user, true);
             self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(fingerprint, Instant::now());
         }
         Ok(holds)
@@ -288,12 +291,14 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Recent wrong passwords, by address and by user name.
+/// Recent wrong passwords: by address (an IPv6 network of 64 bits counts as
+/// one address), by configured user name, and by address and user name.
 struct Failures {
     /// Failures an address may have before it waits.
     free: u32,
     by_source: HashMap<IpAddr, Failed>,
     by_user: HashMap<String, Failed>,
+    by_pair: HashMap<(IpAddr, String), Failed>,
 }
 
 /// Failures of one address or user name.
@@ -318,26 +323,41 @@ impl Failed {
     }
 }
 
+/// The address a client is counted under: itself, or its IPv6 /64.
+fn network(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
 impl Failures {
+    fn new(free: u32) -> Self {
+        Failures { free, by_source: HashMap::new(), by_user: HashMap::new(), by_pair: HashMap::new() }
+    }
+
     /// How long a try from `source` for `user` must still wait, if at all.
     fn wait(&self, source: Option<IpAddr>, user: &str) -> Option<Duration> {
-        let from_source = source.and_then(|s| self.by_source.get(&s)).copied();
-        if let Some(left) = from_source.and_then(|f| f.remaining(self.free)) {
+        let source = source.map(network)?;
+        if let Some(left) = self.by_source.get(&source).and_then(|f| f.remaining(self.free)) {
             return Some(left);
         }
         // Guesses at one user spread over addresses: only addresses that
-        // have failed wait, so the user, from a clean address, still gets in.
+        // have recently failed for that user wait, so the user, from an
+        // address that has not, still gets in.
+        let failed_here =
+            self.by_pair.get(&(source, user.to_owned())).is_some_and(|f| f.last.elapsed() < FAILURES_KEPT);
         let per_user = self.free.saturating_mul(USER_FAILURES_PER_ADDRESS_FAILURE);
-        from_source.and(self.by_user.get(user)).and_then(|f| f.remaining(per_user))
+        self.by_user.get(user).filter(|_| failed_here).and_then(|f| f.remaining(per_user))
     }
 
-    fn record(&mut self, source: Option<IpAddr>, user: &str, succeeded: bool) {
-        if succeeded {
-            if let Some(source) = source {
-                self.by_source.remove(&source);
-            }
-            return;
-        }
+    /// Counts a try as failed before its password is checked, so that many
+    /// tries at once from one address cannot all pass [`Failures::wait`];
+    /// `known` when `user` is configured (only those are tracked by name).
+    fn count(&mut self, source: Option<IpAddr>, user: &str, known: bool) {
         let now = Instant::now();
         let bump = |failed: &mut Failed| {
             if failed.last.elapsed() > FAILURES_KEPT {
@@ -346,13 +366,40 @@ impl Failures {
             failed.count = failed.count.saturating_add(1);
             failed.last = now;
         };
+        let source = source.map(network);
         if let Some(source) = source {
             bump(self.by_source.entry(source).or_insert(Failed { count: 0, last: now }));
         }
-        bump(self.by_user.entry(user.to_owned()).or_insert(Failed { count: 0, last: now }));
-        if self.by_source.len() + self.by_user.len() > FAILURES_TRACKED {
+        if known {
+            bump(self.by_user.entry(user.to_owned()).or_insert(Failed { count: 0, last: now }));
+            if let Some(source) = source {
+                bump(self.by_pair.entry((source, user.to_owned())).or_insert(Failed { count: 0, last: now }));
+            }
+        }
+        if self.by_source.len() + self.by_pair.len() > FAILURES_TRACKED {
             self.by_source.retain(|_, f| f.last.elapsed() < FAILURES_KEPT / 8);
-            self.by_user.retain(|_, f| f.last.elapsed() < FAILURES_KEPT / 8);
+            self.by_pair.retain(|_, f| f.last.elapsed() < FAILURES_KEPT / 8);
+        }
+    }
+
+    /// Takes back the count of a try that was not a wrong password: the
+    /// password held (the address starts afresh), or no check took place.
+    fn uncount(&mut self, source: Option<IpAddr>, user: &str, held: bool) {
+        let down = |failed: Option<&mut Failed>| {
+            if let Some(failed) = failed {
+                failed.count = failed.count.saturating_sub(1);
+            }
+        };
+        let source = source.map(network);
+        down(self.by_user.get_mut(user));
+        if let Some(source) = source {
+            if held {
+                self.by_source.remove(&source);
+                self.by_pair.remove(&(source, user.to_owned()));
+            } else {
+                down(self.by_source.get_mut(&source));
+                down(self.by_pair.get_mut(&(source, user.to_owned())));
+            }
         }
     }
 }
@@ -484,5 +531,13 @@ mod tests {
         let all: Vec<_> = (0..HASHING_AT_ONCE).filter_map(|_| slots.take(Duration::ZERO)).collect();
         assert_eq!(all.len(), HASHING_AT_ONCE);
         assert!(slots.take(Duration::from_millis(10)).is_none(), "no slot past the limit");
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_network_count_as_one() {
+        let parse = |text: &str| text.parse::<IpAddr>().expect("an address");
+        assert_eq!(network(parse("2001:db8::1")), network(parse("2001:db8::ffff:1")));
+        assert_ne!(network(parse("2001:db8::1")), network(parse("2001:db8:0:1::1")));
+        assert_eq!(network(parse("::ffff:127.0.0.2")), parse("127.0.0.2"));
     }
 }

@@ -69,13 +69,22 @@ where
         results.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
     };
     let worker = || -> Result<(), E> {
+        // A worker that panics or cannot start stops the others too.
+        let stop = StopOthersOnFailure(&failed);
         let mut state = start()?;
         while !failed.load(Ordering::Relaxed) {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(index) else { break };
             record(index, job(&mut state, index, item));
         }
-        if failed.load(Ordering::Relaxed) { Ok(()) } else { finish(state) }
+        if failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let finished = finish(state);
+        if finished.is_ok() {
+            std::mem::forget(stop);
+        }
+        finished
     };
     let panicked = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.clamp(1, items.len().max(1))).map(|_| scope.spawn(worker)).collect();
@@ -106,6 +115,16 @@ where
         return Err(e);
     }
     Ok(done)
+}
+
+/// Raises the shared failure flag when dropped, unless forgotten: a worker
+/// that unwinds or returns early (its start failed) stops the others.
+struct StopOthersOnFailure<'a>(&'a AtomicBool);
+
+impl Drop for StopOthersOnFailure<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -311,9 +311,12 @@ pub fn run(
         store.begin_run(&record)?;
     }
     let mut log = RunLog { store: store.as_deref_mut(), record, published: false };
-    let outcome = stages_in_order(&run, plan, options, catalog, &mut log, on_stage);
+    let mut outcome = stages_in_order(&run, plan, options, catalog, &mut log, on_stage);
+    if outcome.is_ok() && !log.published {
+        // A run log that cannot record the success records a failure, if it can.
+        outcome = log.end("succeeded", None).map_err(RunError::from);
+    }
     match &outcome {
-        Ok(()) if !log.published => log.end("succeeded", None)?,
         Ok(()) => {}
         Err(failure) => {
             if let Err(e) = log.end("failed", Some(failure.message.clone())) {

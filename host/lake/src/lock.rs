@@ -59,36 +59,51 @@ impl Lake {
         let me = Holder { run_id: run_id.to_owned(), pid: std::process::id(), host: host_name(), since: now() };
         let deadline = Instant::now() + BREAK_PATIENCE;
         let mut pause = Duration::from_millis(10);
+        // Tries left once the wait is over: enough to break an unreadable
+        // lock and take the lake.
+        let mut last_tries = 3;
         loop {
-            match self.try_lock(&me) {
+            // An unreadable lock may be one being written: broken only once
+            // it has stayed unreadable for the whole wait.
+            let patience_over = Instant::now() >= deadline;
+            match self.try_lock(&me, patience_over) {
                 Ok(Attempt::Taken) => return Ok(RunLock { lake: self, run_id: me.run_id }),
                 Ok(Attempt::Held(holder)) => {
                     return Err(LakeError::Locked { url: self.url().to_owned(), holder: Box::new(holder) });
                 }
+                Ok(Attempt::Again) if !patience_over || last_tries > 0 => {
+                    last_tries -= usize::from(patience_over);
+                }
                 // Another run is breaking a stale lock, or the lock file
                 // changed under a read (HDFS answers a read of a file being
                 // deleted with an error): try again in a moment.
-                Ok(Attempt::Again) if Instant::now() < deadline => {}
-                Ok(Attempt::Wait) | Err(_) if Instant::now() < deadline => {
+                Ok(Attempt::Wait) | Err(_) if !patience_over => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
+                Err(e) => return Err(e),
                 Ok(Attempt::Wait | Attempt::Again) => {
-                    let holder = self.read_holder(LOCK)?.unwrap_or(me);
+                    let holder = self.read_holder(LOCK)?.filter(|h| h.run_id != me.run_id).unwrap_or_else(unreadable);
                     return Err(LakeError::Locked { url: self.url().to_owned(), holder: Box::new(holder) });
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
     /// One try at the lock: take it, find it held, or break a stale one (and
     /// try again).
-    fn try_lock(&self, me: &Holder) -> Result<Attempt, LakeError> {
+    fn try_lock(&self, me: &Holder, patience_over: bool) -> Result<Attempt, LakeError> {
         if self.put_new(LOCK, me)? {
             return Ok(Attempt::Taken);
         }
         let Some(holder) = self.read_holder(LOCK)? else { return Ok(Attempt::Again) };
+        if holder.run_id == me.run_id {
+            // Our own create went through although it reported an error.
+            return Ok(Attempt::Taken);
+        }
+        if holder.run_id == UNREADABLE && !patience_over {
+            return Ok(Attempt::Wait);
+        }
         if !holder.is_stale() {
             return Ok(Attempt::Held(holder));
         }
@@ -119,6 +134,8 @@ impl Lake {
                 return Ok(true);
             }
             match self.read_holder(&token)? {
+                // Ours: an earlier try took it and failed after.
+                Some(breaker) if breaker.run_id == me.run_id => return Ok(true),
                 Some(breaker) if breaker.is_stale() => token = format!("{token}-{}", breaker.run_id),
                 _ => return Ok(false),
             }
@@ -138,15 +155,16 @@ impl Lake {
     }
 
     fn read_holder(&self, relative: &str) -> Result<Option<Holder>, LakeError> {
-        Ok(self.get(relative)?.map(|bytes| {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Holder {
-                run_id: "(unreadable)".to_owned(),
-                pid: 0,
-                host: String::new(),
-                since: 0,
-            })
-        }))
+        Ok(self.get(relative)?.map(|bytes| serde_json::from_slice(&bytes).unwrap_or_else(|_| unreadable())))
     }
+}
+
+/// The run id of a lock file that does not parse (being written, or damaged).
+const UNREADABLE: &str = "(unreadable)";
+
+/// The holder of a lock file that does not parse: stale, once waited for.
+fn unreadable() -> Holder {
+    Holder { run_id: UNREADABLE.to_owned(), pid: 0, host: String::new(), since: 0 }
 }
 
 impl Drop for RunLock<'_> {

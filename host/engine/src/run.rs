@@ -290,6 +290,10 @@ pub fn run(
     catalog: &mut Option<Catalog>,
     on_stage: &mut dyn FnMut(&StageSummary),
 ) -> Result<(), RunError> {
+    // A bad date fails before the lake is touched.
+    if let Some(text) = &options.ingest_date {
+        check_ingest_date(text)?;
+    }
     let run = Run::open(&plan.lake)?;
     let _lock = run.lock()?;
     let mut store = match &plan.gold_store {
@@ -452,13 +456,20 @@ pub fn land_bronze(
     })
 }
 
-/// `--ingest-date`, checked (a real day, written `YYYY-MM-DD`), or today (UTC).
-pub fn resolve_ingest_date(given: Option<&str>, now_micros: i64) -> Result<String, RunError> {
-    match given {
-        Some(text) if date::parse_iso(text).is_some() => Ok(text.to_owned()),
-        Some(text) => Err(RunError::config(format!(
+/// Checks an `--ingest-date`: a day that exists, written `YYYY-MM-DD`.
+pub fn check_ingest_date(text: &str) -> Result<(), RunError> {
+    match date::parse_iso(text) {
+        Some(_) => Ok(()),
+        None => Err(RunError::config(format!(
             "--ingest-date `{text}` is not a date: give a day that exists, written YYYY-MM-DD (like 2026-11-24)"
         ))),
+    }
+}
+
+/// `--ingest-date`, checked, or today (UTC).
+pub fn resolve_ingest_date(given: Option<&str>, now_micros: i64) -> Result<String, RunError> {
+    match given {
+        Some(text) => check_ingest_date(text).map(|()| text.to_owned()),
         None => Ok(date::rfc3339(now_micros)[..10].to_owned()),
     }
 }

@@ -107,8 +107,9 @@ fn check_steps(file: &Path, plan: &Plan, catalog: &mut Option<Catalog>, gold: bo
 
 pub(crate) fn run(args: Run) -> Result<(), Failure> {
     let stages = Stage::selection(args.only.as_deref(), args.from.as_deref())?;
+    // Before the pipeline file is planned (which checks the sources exist).
     if let Some(date) = &args.ingest_date {
-        engine::resolve_ingest_date(Some(date), 0)?;
+        engine::check_ingest_date(date)?;
     }
     let plan = plan(&args.pipeline)?;
     if args.dry_run {

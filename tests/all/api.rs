@@ -6,8 +6,10 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use base64::Engine;
+use medallion_tests::Pause;
 use medallion_tests::postgres::Postgres;
 
 use crate::gold::Setup;
@@ -39,7 +41,13 @@ fn password_hash() -> &'static str {
 
 impl Server {
     fn start(setup: &Setup, store: &str, extra: &[&str]) -> Server {
-        let inner = setup.command(&["serve"], store);
+        Server::start_with(setup, store, extra, &[])
+    }
+
+    /// A server with extra environment variables (`MEDALLION_FAULT`).
+    fn start_with(setup: &Setup, store: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
+        let mut inner = setup.command(&["serve"], store);
+        inner.envs(env.iter().map(|(k, v)| (k, v)));
         let mut command = Command::new("sh");
         command
             .arg("-c")
@@ -292,8 +300,12 @@ fn the_reference_routes_answer_with_the_reference_bodies(server: &Server) {
             assert!(first.get(column.as_str().unwrap_or_default()).is_some(), "{route}: row lacks {column}");
         }
     }
-    // Typed values: numbers are numbers, dates are ISO strings.
-    let daily = server.get("/gold/sales/daily?page_size=1", &[("Authorization", &bearer)]).json();
+    // Typed values: numbers are numbers, dates are ISO strings. (Newest
+    // first, the row of orders without a date comes first, as PostgreSQL
+    // sorts nulls: last ascending, first descending.)
+    let newest = server.get("/gold/sales/daily?page_size=1", &[("Authorization", &bearer)]).json();
+    assert!(newest["data"][0]["date"].is_null(), "{newest}");
+    let daily = server.get("/gold/sales/daily?page_size=1&order_dir=asc", &[("Authorization", &bearer)]).json();
     assert!(daily["data"][0]["total_orders"].is_i64(), "{daily}");
     assert!(daily["data"][0]["total_revenue"].is_f64(), "{daily}");
     let date = daily["data"][0]["date"].as_str().unwrap_or_default();
@@ -682,4 +694,34 @@ fn a_newly_published_run_is_served_within_the_poll_interval_with_a_new_etag() {
     assert_eq!(after.status, 200, "the old ETag no longer matches");
     assert_ne!(after.header("etag"), Some(etag.as_str()));
     assert_eq!(after.json()["data"], before.json()["data"], "same data, new run");
+}
+
+/// Expensive requests (filters, orders of their own) take turns: one is
+/// held at a named point while it holds the only turn; another expensive
+/// request waits a second, then gets a 503 with `Retry-After`; a page in a
+/// stored order is answered meanwhile; the held one then completes. (The
+/// pages' speed beside clients that sort is measured by bench/api_sorts.sh.)
+#[test]
+fn expensive_requests_take_turns_and_pages_are_answered_meanwhile() {
+    let setup = Setup::new("0.002");
+    setup.run(&["--ingest-date", "2026-11-24"], &setup.sqlite());
+    let pause = Pause::at(&["api-expensive"]);
+    let server =
+        Server::start_with(&setup, &setup.sqlite(), &["--set", "server.expensive_requests_at_once=1"], &pause.env());
+    let bearer = format!("Bearer {}", server.token());
+    let auth = [("Authorization", bearer.as_str())];
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| server.get("/odata/dm_customer_metrics?$orderby=total_spent%20desc&$top=5", &auth));
+        pause.reached("api-expensive", Duration::from_secs(60));
+        let refused = server.get("/odata/dm_customer_metrics?$orderby=country&$top=5", &auth);
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert_eq!(refused.header("Retry-After"), Some("1"));
+        assert!(refused.json()["error"]["message"].as_str().is_some_and(|m| m.contains("retry")), "{}", refused.text());
+        let page = server.get("/odata/dm_sales_daily?$top=5", &auth);
+        assert_eq!(page.status, 200, "{}", page.text());
+        pause.go("api-expensive");
+        let held = held.join().unwrap_or_else(|_| panic!("the held request panicked"));
+        assert_eq!(held.status, 200, "{}", held.text());
+        assert_eq!(held.json()["value"].as_array().map(Vec::len), Some(5));
+    });
 }

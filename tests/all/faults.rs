@@ -51,8 +51,10 @@ fn an_endless_loop_is_stopped_within_its_budget() {
     let (error, elapsed) = evil_push_timed(&shared_runtime(), "loop");
     let (plugin, call, fault) = fault_of(&error);
     assert_eq!((plugin, call, fault), ("evil", Call::Push, &Fault::Timeout(Duration::from_millis(300))));
-    // The budget plus a small slack (epoch ticks are 1 ms; the machine is busy).
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(500), "took {elapsed:?}");
+    // Never before its budget, and stopped rather than hung: how soon after
+    // the budget (1 ms epoch ticks) depends on the machine's load, which a
+    // test must not assert.
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(30), "took {elapsed:?}");
     assert!(error.to_string().starts_with("plugin `evil` failed in `push`: ran past its time budget of 300ms"));
 }
 

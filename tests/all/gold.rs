@@ -3,12 +3,11 @@
 //! SQLite and in a real PostgreSQL, swapping a KPI by dropping a `.wasm`,
 //! and a server stopped in the middle of a load.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use medallion_tests::postgres::{Postgres, postgres};
-use medallion_tests::{artifacts, copy_plugin, plugins_folder, repo_root, temp_dir};
+use medallion_tests::{Pause, artifacts, copy_plugin, plugins_folder, repo_root, temp_dir};
 
 use crate::util::{arg, shared_home, text};
 
@@ -180,7 +179,7 @@ fn normalised(rows: Vec<String>) -> Vec<String> {
 }
 
 fn ordered(table: &str, columns: &[&str]) -> String {
-    format!("SELECT * FROM {table} ORDER BY {}", columns[0])
+    format!("SELECT * FROM {table} ORDER BY {} NULLS LAST", columns[0])
 }
 
 #[test]
@@ -332,7 +331,7 @@ fn dropping_a_new_plugin_swaps_the_kpi_and_the_log_shows_it() {
 
 #[test]
 fn a_postgresql_server_stopped_mid_load_leaves_the_previous_gold_and_the_run_failed() {
-    let setup = Setup::new("0.02");
+    let setup = Setup::new("0.002");
     let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
     setup.run(&["--ingest-date", "2026-11-24"], &server.url);
     let snapshot = |server: &Postgres| -> Vec<Vec<String>> {
@@ -340,29 +339,170 @@ fn a_postgresql_server_stopped_mid_load_leaves_the_previous_gold_and_the_run_fai
     };
     let before = snapshot(&server);
 
-    // Recompute Gold; stop the server as soon as the first table starts loading.
-    let mut child = setup
-        .command(&["run", "--from", "gold", "-v"], &server.url)
+    // Recompute Gold; stop the server once every table is loaded, before the commit.
+    let pause = Pause::at(&["commit-gold"]);
+    let child = setup
+        .command(&["run", "--from", "gold"], &server.url)
+        .envs(pause.env())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-    let mut log = String::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("loading gold table") {
-            server.stop_now();
-        }
-    }
-    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(status.code(), Some(5), "{log}");
-    assert!(log.contains("loading gold table"), "{log}");
+    pause.reached("commit-gold", std::time::Duration::from_secs(300));
+    server.stop_now();
+    pause.go("commit-gold");
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{log}");
 
     server.restart().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(snapshot(&server), before, "the previous Gold must be intact");
     let runs = setup.runs(&server.url);
     assert_eq!(runs[0]["status"], "failed", "{}", runs[0]);
     assert_eq!(runs[1]["status"], "succeeded", "{}", runs[1]);
+}
+
+/// Three Gold tables whose every cell names `run`, published as that run.
+fn publish_marked(store: &mut dyn medallion_store::GoldStore, run: usize) {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use medallion_store::{GoldTable, RunRecord, RunTable};
+
+    let run_id = format!("run-{run:04}");
+    let rows = 2_000 + run % 7;
+    let batch = RecordBatch::try_from_iter([
+        ("n", Arc::new(Int64Array::from_iter_values(0..rows as i64)) as ArrayRef),
+        ("run", Arc::new(StringArray::from(vec![run_id.as_str(); rows]))),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tables: Vec<GoldTable> = ["t_a", "t_b", "t_c"]
+        .iter()
+        .map(|name| GoldTable {
+            name: (*name).to_owned(),
+            schema: batch.schema(),
+            batches: vec![batch.clone()],
+            key: vec!["n".to_owned()],
+        })
+        .collect();
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        started_at: format!("2026-01-01T{:02}:{:02}:{:02}Z", run / 3600, run / 60 % 60, run % 60),
+        ended_at: None,
+        status: "succeeded".to_owned(),
+        error: None,
+        tables: tables.iter().map(|t| RunTable::new("gold", &t.name, t.rows())).collect(),
+    };
+    store.publish(&tables, &record).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Runs publish in a loop while a reader reads Gold back: every table it
+/// reads holds the run the read names, never a mix of two.
+fn a_reader_never_sees_two_runs_mixed(url: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut writer = medallion_store::open(url).unwrap_or_else(|e| panic!("{e}"));
+    publish_marked(writer.as_mut(), 0);
+    let done = AtomicBool::new(false);
+    let (reads, runs_seen) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for run in 1..=40 {
+                publish_marked(writer.as_mut(), run);
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let mut reader = medallion_store::open(url).unwrap_or_else(|e| panic!("{e}"));
+        let mut reads = 0;
+        let mut runs_seen = std::collections::BTreeSet::new();
+        while !done.load(Ordering::SeqCst) || reads < 5 {
+            let published = reader.read_published(&["t_a", "t_b", "t_c"]).unwrap_or_else(|e| panic!("{e}"));
+            let run = published.run_id.unwrap_or_else(|| panic!("no run published"));
+            for table in &published.tables {
+                let columns = table.as_ref().unwrap_or_else(|| panic!("a table is missing"));
+                let marks = &columns.columns[columns.position("run").unwrap_or_else(|| panic!("no run column"))];
+                let medallion_store::Values::Text(marks) = &marks.values else { panic!("run is not text") };
+                assert!(marks.iter().all(|m| **m == *run), "a table of {run} holds rows of another run");
+            }
+            runs_seen.insert(run);
+            reads += 1;
+        }
+        (reads, runs_seen)
+    });
+    assert!(runs_seen.len() >= 3, "{reads} reads saw too few runs to test anything: {runs_seen:?}");
+}
+
+#[test]
+fn a_sqlite_reader_never_sees_two_runs_mixed() {
+    let dir = temp_dir();
+    a_reader_never_sees_two_runs_mixed(&format!("sqlite:{}", dir.path().join("gold.db").display()));
+}
+
+#[test]
+fn a_postgresql_reader_never_sees_two_runs_mixed() {
+    let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    a_reader_never_sees_two_runs_mixed(&server.url);
+}
+
+/// The sum of a numeric column of a committed Silver table, and its rows.
+fn silver_sum(lake: &medallion_lake::Lake, table: &str, column: &str) -> (f64, u64) {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    let manifest = medallion_lake::Manifest::read(lake, "silver", "current")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no Silver committed"));
+    let batches = lake.read_parquet(&manifest.tables[table].files).unwrap_or_else(|e| panic!("{e}"));
+    let (mut sum, mut rows) = (0.0, 0);
+    for batch in &batches {
+        let values = arrow_cast::cast(
+            batch.column_by_name(column).unwrap_or_else(|| panic!("{table}.{column}")),
+            &arrow_schema::DataType::Float64,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let values = values.as_primitive::<arrow_array::types::Float64Type>();
+        assert_eq!(values.null_count(), 0, "{table}.{column} has nulls");
+        sum += values.values().iter().sum::<f64>();
+        rows += batch.num_rows() as u64;
+    }
+    (sum, rows)
+}
+
+/// Every Gold table that sums a fact table adds up to it: no order, item or
+/// review is left out (orders without a date included).
+#[test]
+fn gold_adds_up_to_the_silver_facts() {
+    let setup = Setup::new("0.005");
+    let store = setup.sqlite();
+    setup.run(&["--ingest-date", "2026-11-24"], &store);
+    let db = setup.lake.path().join("gold.db");
+    let lake = medallion_lake::Lake::open(&arg(setup.lake.path())).unwrap_or_else(|e| panic!("{e}"));
+    let (amount, orders) = silver_sum(&lake, "fact_orders", "total_amount");
+    let (quantity, _) = silver_sum(&lake, "fact_order_items", "quantity");
+    let (line_amount, _) = silver_sum(&lake, "fact_order_items", "line_amount");
+    let (_, reviews) = silver_sum(&lake, "fact_reviews", "rating");
+    let gold = |sql: &str| -> Vec<f64> {
+        let rows = sqlite_rows(&db, sql);
+        rows[0].split('|').map(|v| v.parse().unwrap_or_else(|e| panic!("`{v}` from {sql}: {e}"))).collect()
+    };
+    let same = |what: &str, gold: f64, silver: f64| {
+        assert!((gold - silver).abs() <= 1e-9 * silver.abs().max(1.0), "{what}: Gold {gold}, Silver {silver}");
+    };
+    let daily = gold("SELECT SUM(total_orders), SUM(total_revenue) FROM dm_sales_daily");
+    same("dm_sales_daily.total_orders", daily[0], orders as f64);
+    same("dm_sales_daily.total_revenue", daily[1], amount);
+    // The data has orders whose date did not parse: they have a row.
+    let undated = gold("SELECT COUNT(*), COALESCE(SUM(total_orders), 0) FROM dm_sales_daily WHERE date IS NULL");
+    assert_eq!(undated[0], 1.0, "one row for the orders without a date");
+    assert!(undated[1] > 0.0);
+    let customers = gold("SELECT SUM(total_orders), SUM(total_spent) FROM dm_customer_metrics");
+    same("dm_customer_metrics.total_orders", customers[0], orders as f64);
+    same("dm_customer_metrics.total_spent", customers[1], amount);
+    let products = gold("SELECT SUM(total_quantity_sold), SUM(total_revenue) FROM dm_sales_by_product");
+    same("dm_sales_by_product.total_quantity_sold", products[0], quantity);
+    same("dm_sales_by_product.total_revenue", products[1], line_amount);
+    let impact = gold("SELECT SUM(nb_reviews), SUM(total_revenue) FROM dm_product_reviews_impact");
+    same("dm_product_reviews_impact.nb_reviews", impact[0], reviews as f64);
+    same("dm_product_reviews_impact.total_revenue", impact[1], line_amount);
+    let stock = gold("SELECT SUM(total_quantity_sold) FROM dm_stock_performance");
+    same("dm_stock_performance.total_quantity_sold", stock[0], quantity);
 }

@@ -3,12 +3,12 @@
 //! HDFS (MiniDFSCluster).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::{Array, RecordBatch};
 use medallion_lake::sources::OnBadRecord;
 use medallion_lake::{IngestOptions, Lake, Manifest, SourceSpec, ingest};
-use medallion_tests::temp_dir;
+use medallion_tests::{Pause, temp_dir};
 
 use crate::util::{arg, host, pretty, shared_home, text};
 
@@ -288,23 +288,22 @@ fn a_killed_run_leaves_the_previous_partition_readable(url: &str) {
     let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
     let before = committed(&lake);
 
-    // A second run of the same date, killed once it has written some files.
+    // A second run of the same date, killed once it has written every file, just before its commit.
+    let pause = Pause::at(&["commit-bronze"]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
         .args(ingest_args("2026-11-24"))
         .env("XDG_CACHE_HOME", shared_home())
+        .envs(pause.env())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let files = lake.list("bronze").unwrap_or_default();
-        let foreign = files.iter().any(|f| f.contains("/run=") && !f.contains(&format!("run={}", before.run_id)));
-        if foreign || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pause.reached("commit-bronze", Duration::from_secs(300));
+    let files = lake.list("bronze").unwrap_or_default();
+    assert!(
+        files.iter().any(|f| f.contains("/run=") && !f.contains(&format!("run={}", before.run_id))),
+        "the second run has written its files: {files:?}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 

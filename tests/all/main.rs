@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod faults;
 mod gold;
+mod kills;
 mod lake;
 mod pipeline;
 mod plugin;

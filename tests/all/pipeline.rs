@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use medallion_tests::temp_dir;
 
@@ -378,16 +379,13 @@ impl Running {
         Running { child, lines: std::io::BufReader::new(stderr).lines(), log: String::new() }
     }
 
-    /// Reads the log until a line holds `text`.
-    fn wait_for(&mut self, text: &str) {
+    /// Reads the log to its end and waits for the process.
+    fn finish(&mut self) -> std::process::ExitStatus {
         for line in self.lines.by_ref().map_while(Result::ok) {
             self.log.push_str(&line);
             self.log.push('\n');
-            if line.contains(text) {
-                return;
-            }
         }
-        panic!("the run ended before `{text}`:\n{}", self.log);
+        self.child.wait().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -414,13 +412,18 @@ fn fresh_lake(scale: &str) -> (tempfile::TempDir, tempfile::TempDir, tempfile::T
 
 #[test]
 fn a_second_run_on_the_same_lake_is_refused_while_the_first_goes_on() {
-    let (_sources, lake, _plugins, env) = fresh_lake("0.05");
+    let (_sources, lake, _plugins, env) = fresh_lake("0.002");
+    let pause = medallion_tests::Pause::at(&["after-bronze"]);
+    let mut paused: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pause_env = pause.env();
+    paused.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut first = Running::start(&paused);
+    pause.reached("after-bronze", Duration::from_secs(300));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut first = Running::start(&env);
-    first.wait_for("landed in bronze");
     let second = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
     fails_with(&second, 5, "is in use by run");
-    let status = first.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    pause.go("after-bronze");
+    let status = first.finish();
     assert!(status.success(), "the first run must finish: {}", first.log);
     assert!(lake.path().join("silver/_commits/current.json").is_file());
     assert!(!lake.path().join("_locks/run.lock").exists(), "the lock must be released");
@@ -428,15 +431,19 @@ fn a_second_run_on_the_same_lake_is_refused_while_the_first_goes_on() {
 
 #[test]
 fn a_killed_run_leaves_nothing_published_and_the_next_run_goes_through() {
-    let (_sources, lake, _plugins, env) = fresh_lake("0.05");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut run = Running::start(&env);
-    run.wait_for("landed in bronze");
+    let (_sources, lake, _plugins, env) = fresh_lake("0.002");
+    let pause = medallion_tests::Pause::at(&["after-bronze"]);
+    let mut paused: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pause_env = pause.env();
+    paused.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut run = Running::start(&paused);
+    pause.reached("after-bronze", Duration::from_secs(300));
     run.child.kill().unwrap_or_else(|e| panic!("kill: {e}"));
     let _ = run.child.wait();
     assert!(lake.path().join("_locks/run.lock").exists(), "SIGKILL leaves the lock behind");
     assert!(!lake.path().join("silver/_commits/current.json").exists(), "nothing is published");
 
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let again = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
     let (stdout, stderr) = text(&again);
     assert!(again.status.success(), "{stderr}");

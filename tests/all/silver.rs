@@ -48,7 +48,7 @@ fn silver_manifest(lake: &Lake) -> Manifest {
 }
 
 /// A table's rows as `a|b|c` strings, sorted (nulls shown as `∅`).
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
+pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("∅");
     let mut rows = Vec::new();
     for batch in batches {

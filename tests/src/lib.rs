@@ -50,3 +50,38 @@ pub fn repo_root() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or(start)
 }
+
+/// Named points where a `host` process started with [`Pause::env`] stops
+/// until the test lets it go (see `medallion_common::faults::pause_at`):
+/// the test acts at a known moment instead of guessing one with sleeps.
+pub struct Pause {
+    dir: tempfile::TempDir,
+    points: String,
+}
+
+impl Pause {
+    /// Pauses at each of `points` (`commit-silver`, `after-bronze`, ...).
+    pub fn at(points: &[&str]) -> Self {
+        Pause { dir: temp_dir(), points: points.join(",") }
+    }
+
+    /// The environment that asks for the pauses.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [("MEDALLION_FAULT", self.points.clone()), ("MEDALLION_PAUSE", self.dir.path().to_string_lossy().into_owned())]
+    }
+
+    /// Waits until a process stands at `point`; panics after `patience`.
+    pub fn reached(&self, point: &str, patience: std::time::Duration) {
+        let reached = self.dir.path().join(format!("{point}.reached"));
+        let started = std::time::Instant::now();
+        while !reached.exists() {
+            assert!(started.elapsed() < patience, "no process reached `{point}` within {patience:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Lets every process at `point` (and any that comes later) go on.
+    pub fn go(&self, point: &str) {
+        std::fs::write(self.dir.path().join(format!("{point}.go")), "").unwrap_or_else(|e| panic!("{e}"));
+    }
+}

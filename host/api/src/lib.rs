@@ -38,6 +38,9 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Worker threads.
     pub workers: usize,
+    /// Filtered or sorted requests worked on at once; others wait their
+    /// turn for a second, then get a 503.
+    pub expensive_at_once: usize,
 }
 
 /// The largest request body (a login form).
@@ -45,11 +48,17 @@ const MAX_BODY: u64 = 16 * 1024;
 /// Bodies smaller than this are not worth compressing.
 const GZIP_FROM: usize = 1400;
 
+/// How long an expensive request (a filter, an order of its own) waits for
+/// its turn before it gets a 503 with `Retry-After`.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 /// What every request handler shares.
 struct State {
     gold: Shared,
     auth: Auth,
     timeout: Duration,
+    /// Turns for expensive work: a core is always left for the pages.
+    expensive: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -63,7 +72,8 @@ impl State {
 pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(options.workers.max(1)).enable_all().build()?;
-    let state = Arc::new(State { gold, auth, timeout: options.request_timeout });
+    let expensive = Arc::new(tokio::sync::Semaphore::new(options.expensive_at_once.max(1)));
+    let state = Arc::new(State { gold, auth, timeout: options.request_timeout, expensive });
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         ready(listener.local_addr()?);
@@ -98,27 +108,41 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                     let state = state.clone();
                     async move {
                         let timeout = state.timeout;
+                        let odata = path.as_str().starts_with("/odata");
                         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                        let light = is_light(&query) && !state.auth.needs_hashing(authorization);
+                        let expensive = !is_light(&query);
+                        let hashing = state.auth.needs_hashing(authorization);
                         // (hyper sends no body in answer to HEAD, and keeps its length.)
                         let source = remote.map(|a| a.ip());
-                        let run = move || route(&state, path.as_str(), &query, &headers, source);
-                        if light {
+                        if !expensive && !hashing {
                             // A page in a stored order: microseconds, on this thread.
-                            return run();
+                            return route(&state, path.as_str(), &query, &headers, source);
                         }
                         // Filters and new orders scan or sort a table (bounded
-                        // work: one pass or one sort), and a password check
-                        // hashes: on a blocking thread; the client waits at
-                        // most the time limit.
+                        // work: one pass or one sort), a few at once, each
+                        // holding its turn until it ends, even past the time
+                        // limit; a password check hashes (limited by `auth`).
+                        // Both on a blocking thread; the client waits at most
+                        // the time limit.
+                        let turn = if expensive {
+                            match tokio::time::timeout(QUEUE_WAIT, state.expensive.clone().acquire_owned()).await {
+                                Ok(Ok(turn)) => Some(turn),
+                                _ => return busy("too many filtered or sorted requests at once; retry in a second", odata),
+                            }
+                        } else {
+                            None
+                        };
+                        let run = move || {
+                            let _turn = turn;
+                            if expensive {
+                                medallion_common::faults::pause_at("api-expensive");
+                            }
+                            route(&state, path.as_str(), &query, &headers, source)
+                        };
                         match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
                             Ok(Ok(response)) => response,
-                            Ok(Err(_)) => ApiError::internal("the request failed").response(false),
-                            Err(_) => ApiError::new(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                format!("the request took longer than {} s", timeout.as_secs()),
-                            )
-                            .response(false),
+                            Ok(Err(_)) => ApiError::internal("the request failed").response(odata),
+                            Err(_) => busy(&format!("the request took longer than {} s", timeout.as_secs()), odata),
                         }
                     }
                 })
@@ -304,7 +328,7 @@ fn unauthorized(refused: Refused, odata: bool) -> Response<Vec<u8>> {
             "Not authenticated: send a Bearer token from POST /auth/login, or Basic credentials".to_owned()
         }
         Refused::Invalid(why) => why,
-        Refused::Busy => return busy(odata),
+        Refused::Busy => return busy(CHECKS_BUSY, odata),
         Refused::Throttled(wait) => return throttled(wait, odata),
     };
     ApiError::new(StatusCode::UNAUTHORIZED, message).response(odata)
@@ -321,12 +345,13 @@ fn throttled(wait: Duration, odata: bool) -> Response<Vec<u8>> {
     response
 }
 
-/// Too many passwords being checked at once, for longer than a check waits:
-/// try again in a second.
-fn busy(odata: bool) -> Response<Vec<u8>> {
-    let mut response =
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many password checks at once; retry in a second")
-            .response(odata);
+/// What a 503 says when password checks are all taken.
+const CHECKS_BUSY: &str = "too many password checks at once; retry in a second";
+
+/// Too much work at once (password checks, filters and sorts) for longer
+/// than a request waits: a 503, try again in a second.
+fn busy(message: &str, odata: bool) -> Response<Vec<u8>> {
+    let mut response = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).response(odata);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
@@ -394,6 +419,29 @@ fn truncate(text: &str) -> String {
         shown.push('…');
     }
     shown
+}
+
+/// What the fuzzing benchmark (bench/fuzz.sh) calls: the OData and REST
+/// handling of one request on a snapshot, without a server or
+/// authentication. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Answers `GET path?query` on `snapshot`, as the server would after
+    /// authentication; returns the status.
+    pub fn get(snapshot: &Snapshot, path: &str, query: &str) -> u16 {
+        let headers = HeaderMap::new();
+        let result = if path.starts_with("/odata") {
+            odata::handle(snapshot, path, query, &headers)
+        } else {
+            rest::table(snapshot, path, query, &headers)
+        };
+        match result {
+            Ok(_) => 200,
+            Err(error) => error.status.as_u16(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,10 @@ fn metadata(snapshot: &Snapshot) -> Reply {
         }
         xml.push_str("</Key>\n");
         for (i, column) in table.data.columns.iter().enumerate() {
-            let nullable = if table.key.contains(&i) { " Nullable=\"false\"" } else { "" };
+            // A key column is not nullable, unless the data has a null there
+            // (the daily sales' row for orders without a date).
+            let has_null = column.valid.as_ref().is_some_and(|v| v.contains(&false));
+            let nullable = if table.key.contains(&i) && !has_null { " Nullable=\"false\"" } else { "" };
             xml.push_str(&format!(
                 "<Property Name=\"{}\" Type=\"{}\"{nullable}/>\n",
                 escape(&column.name),

@@ -53,7 +53,7 @@ pub(super) fn login(state: &State, body: &[u8], source: Option<std::net::IpAddr>
         }
         Err(super::auth::Refused::Invalid(why)) => ApiError::new(StatusCode::UNAUTHORIZED, why).response(false),
         Err(super::auth::Refused::Missing) => ApiError::new(StatusCode::UNAUTHORIZED, "no credentials").response(false),
-        Err(super::auth::Refused::Busy) => super::busy(false),
+        Err(super::auth::Refused::Busy) => super::busy(super::CHECKS_BUSY, false),
         Err(super::auth::Refused::Throttled(wait)) => super::throttled(wait, false),
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use medallion_pipeline::GoldSpec;
 use medallion_store::{Column, Columns, Values};
-use medallion_store::{GoldStore, StoreError};
+use medallion_store::{GoldStore, StoreError, Versions};
 
 /// Orders kept per table (4 bytes a row each); past this, all but the
 /// default ones are dropped.
@@ -128,28 +128,15 @@ impl Snapshot {
 /// How many runs `/runs` shows.
 const RUNS_KEPT: usize = 50;
 
-/// Reads every Gold table of `spec` from `store`, all of one run: when a
-/// run is published while the tables are read, they are read again.
+/// Reads every Gold table of `spec` from `store`, all as one run published
+/// them (one read transaction), labelled with that run.
 pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
-    let mut attempts = 0;
-    loop {
-        let before = store.versions()?.published;
-        let snapshot = load_once(store, spec, before.clone())?;
-        attempts += 1;
-        if store.versions()?.published == before || attempts == 3 {
-            return Ok(snapshot);
-        }
-        tracing::info!("a run was published while Gold was read; reading again");
-    }
-}
-
-/// The tables as they are now, labelled with `published`, the run the
-/// caller saw publish them.
-fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec, published: Option<String>) -> Result<Snapshot, StoreError> {
     let runs = store.runs(RUNS_KEPT)?;
+    let names: Vec<&str> = spec.tables.keys().map(String::as_str).collect();
+    let published = store.read_published(&names)?;
     let mut tables = Vec::new();
-    for (name, table_spec) in &spec.tables {
-        let Some(data) = store.read_table(name)? else {
+    for ((name, table_spec), data) in spec.tables.iter().zip(published.tables) {
+        let Some(data) = data else {
             tracing::warn!(table = %name, "not in the Gold store yet: run `host run pipeline.yaml` first");
             continue;
         };
@@ -178,7 +165,7 @@ fn load_once(store: &mut dyn GoldStore, spec: &GoldSpec, published: Option<Strin
         table.order(&[]);
         tables.push(table);
     }
-    Ok(Snapshot { run_id: published, tables: Arc::new(tables), runs })
+    Ok(Snapshot { run_id: published.run_id, tables: Arc::new(tables), runs })
 }
 
 /// The current snapshot, replaced whole when a new run publishes.
@@ -191,6 +178,8 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
     let mut store = medallion_store::open(url)?;
     let mut seen = store.versions()?;
     let first = load(store.as_mut(), &spec)?;
+    // What was read, which may be newer than what was polled.
+    seen.published = first.run_id.clone();
     tracing::info!(run = first.run_id.as_deref().unwrap_or("none"), tables = first.tables.len(), "gold loaded");
     let shared: Shared = Arc::new(RwLock::new(Arc::new(first)));
     let writer = shared.clone();
@@ -223,8 +212,8 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
                         if versions.published != seen.published {
                             tracing::info!(run = snapshot.run_id.as_deref().unwrap_or("none"), "new gold loaded");
                         }
+                        seen = Versions { published: snapshot.run_id.clone(), ..versions };
                         *writer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
-                        seen = versions;
                     }
                     Err(e) => tracing::warn!("cannot reload Gold, serving the last snapshot: {e}"),
                 }

@@ -5,6 +5,11 @@
 //!
 //! A run with `MEDALLION_FAULT=<point>[,<point>...]` meets the fault at each
 //! point named.
+//!
+//! A run with `MEDALLION_PAUSE=<dir>` stops at each point named in
+//! `MEDALLION_FAULT` that calls [`pause_at`]: it writes `<dir>/<point>.reached`
+//! and waits until the test creates `<dir>/<point>.go` (or kills it). Tests
+//! then act at a known moment instead of guessing one with sleeps.
 
 /// Whether the fault at `point` is asked for.
 fn asked_for(point: &str) -> bool {
@@ -21,5 +26,25 @@ pub fn fail_at(point: &str) -> Result<(), String> {
 pub fn panic_at(point: &str) {
     if asked_for(point) {
         panic!("injected panic at `{point}` (MEDALLION_FAULT)");
+    }
+}
+
+/// Waits at `point`, if a test asked for a pause there (see the module's
+/// documentation): says it is there, then waits for the test's go-ahead.
+pub fn pause_at(point: &str) {
+    if !asked_for(point) {
+        return;
+    }
+    let Some(dir) = std::env::var_os("MEDALLION_PAUSE").map(std::path::PathBuf::from) else { return };
+    let go = dir.join(format!("{point}.go"));
+    let reached = dir.join(format!("{point}.reached"));
+    // Written aside, then renamed: the test never reads half a file.
+    let aside = dir.join(format!("{point}.reached.{}", std::process::id()));
+    if std::fs::write(&aside, std::process::id().to_string()).and_then(|()| std::fs::rename(&aside, &reached)).is_err()
+    {
+        return;
+    }
+    while !go.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

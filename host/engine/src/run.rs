@@ -386,6 +386,7 @@ fn stages_in_order(
         };
         log.add(&summary);
         on_stage(&summary);
+        medallion_common::faults::pause_at(&format!("after-{}", stage.name()));
     }
     Ok(())
 }

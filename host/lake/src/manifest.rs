@@ -75,6 +75,8 @@ impl Manifest {
             path: location.clone(),
             message: e.to_string(),
         })?;
+        // Every file written, none visible yet.
+        medallion_common::faults::pause_at(&format!("commit-{zone}"));
         lake.put(&location, json)?;
         if let Err(e) = self.collect_garbage(lake, zone, partition) {
             tracing::warn!(

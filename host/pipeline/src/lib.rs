@@ -65,6 +65,10 @@ pub struct ServerSpec {
     /// tries (the wait then doubles with each failure, up to 5 minutes).
     #[serde(default = "default_failed_logins")]
     pub failed_logins_before_wait: u32,
+    /// Filtered or sorted requests worked on at once (default: the cores
+    /// less one, at least one); more wait a second, then get a 503.
+    #[serde(default)]
+    pub expensive_requests_at_once: Option<usize>,
 }
 
 impl Default for ServerSpec {
@@ -75,6 +79,7 @@ impl Default for ServerSpec {
             token_minutes: default_token_minutes(),
             users: BTreeMap::new(),
             failed_logins_before_wait: default_failed_logins(),
+            expensive_requests_at_once: None,
         }
     }
 }

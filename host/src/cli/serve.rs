@@ -42,10 +42,12 @@ pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
         .ok_or_else(|| Failure::config("gold.store is not set: give sqlite:PATH or a postgres:// URL"))?;
     let gold = api::snapshot::watch(&url, plan.gold.clone(), Duration::from_secs(args.poll_seconds.max(1)))
         .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
+    let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
     let options = ServeOptions {
         listen,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
-        workers: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+        workers,
+        expensive_at_once: plan.server.expensive_requests_at_once.unwrap_or(workers - 1).max(1),
     };
     api::serve(gold, auth, options, |address| {
         // The line scripts and tests wait for.

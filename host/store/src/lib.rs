@@ -15,7 +15,7 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 pub use cells::{Cell, cell, check_types, quote};
@@ -39,6 +39,22 @@ impl GoldTable {
     /// Rows in the table.
     pub fn rows(&self) -> u64 {
         self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+
+    /// The key as the store declares it: `PRIMARY KEY (...)`, or `UNIQUE
+    /// (...)` when a key column holds a null (a primary key cannot, and the
+    /// daily sales keep a row for orders without a date); empty without a
+    /// key.
+    pub fn key_constraint(&self) -> String {
+        if self.key.is_empty() {
+            return String::new();
+        }
+        let nulls = self
+            .key
+            .iter()
+            .any(|k| self.batches.iter().any(|b| b.column_by_name(k).is_some_and(|c| c.null_count() > 0)));
+        let columns: Vec<String> = self.key.iter().map(|k| quote(k)).collect();
+        format!("{} ({})", if nulls { "UNIQUE" } else { "PRIMARY KEY" }, columns.join(", "))
     }
 }
 
@@ -122,6 +138,15 @@ pub struct Versions {
     pub latest: Option<(String, String)>,
 }
 
+/// Gold as one run left it: what [`GoldStore::read_published`] returns.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The run that published the tables (`None`: no Gold yet).
+    pub run_id: Option<String>,
+    /// The tables, in the order asked for.
+    pub tables: Vec<Option<Columns>>,
+}
+
 /// Where Gold goes.
 pub trait GoldStore: Send {
     /// Records a run as started, marking runs left `running` by a process
@@ -138,8 +163,10 @@ pub trait GoldStore: Send {
     /// and the latest run of any status: what tells a reader that something
     /// changed.
     fn versions(&mut self) -> Result<Versions, StoreError>;
-    /// Reads a Gold table whole, or `None` when the store has no such table.
-    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError>;
+    /// The published run and its Gold tables named in `tables` (`None` for
+    /// one the store does not have), read whole in one read transaction, so
+    /// they are all of one run however many runs publish meanwhile.
+    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError>;
     /// The store, for messages (no password).
     fn describe(&self) -> String;
 }

@@ -8,14 +8,14 @@ use std::str::FromStr;
 use bytes::{BufMut, Bytes, BytesMut};
 use deadpool_postgres::{Manager, Pool};
 use futures_util::SinkExt;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls};
 
 use medallion_common::date;
 
 use crate::{
-    Cell, Column, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Values, Versions, cell, check_types,
-    declared_type, quote, reasons_json,
+    Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
+    check_types, declared_type, quote, reasons_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -238,17 +238,18 @@ impl GoldStore for PostgresStore {
                 );
                 let live = quote(&table.name);
                 let mut swap = format!("DROP TABLE IF EXISTS {SCHEMA}.{live}; ALTER TABLE {staged} RENAME TO {live};");
-                if !table.key.is_empty() {
-                    let key: Vec<String> = table.key.iter().map(|k| quote(k)).collect();
+                let key = table.key_constraint();
+                if !key.is_empty() {
                     swap.push_str(&format!(
-                        "ALTER TABLE {SCHEMA}.{live} ADD CONSTRAINT {} PRIMARY KEY ({});",
-                        quote(&format!("{}_pkey", table.name)),
-                        key.join(", ")
+                        "ALTER TABLE {SCHEMA}.{live} ADD CONSTRAINT {} {key};",
+                        quote(&format!("{}_key", table.name))
                     ));
                 }
                 tx.batch_execute(&swap).await.map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
             }
             write_run(&tx, run).await.map_err(|e| self.fail(e))?;
+            // Every table loaded, nothing visible yet.
+            medallion_common::faults::pause_at("commit-gold");
             tx.commit().await.map_err(|e| self.fail(e))
         })
     }
@@ -317,16 +318,7 @@ impl GoldStore for PostgresStore {
     fn versions(&mut self) -> Result<Versions, StoreError> {
         self.runtime.block_on(async {
             let client = self.pool.get().await.map_err(|e| self.fail(e))?;
-            let published = client
-                .query_opt(
-                    "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded'
-                     AND EXISTS (SELECT 1 FROM datamart.run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
-                     ORDER BY started_at DESC, run_id DESC LIMIT 1",
-                    &[],
-                )
-                .await
-                .map_err(|e| self.fail(e))?
-                .map(|r| r.get(0));
+            let published = client.query_opt(PUBLISHED_RUN, &[]).await.map_err(|e| self.fail(e))?.map(|r| r.get(0));
             let latest = client
                 .query_opt(
                     "SELECT run_id, status FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
@@ -339,66 +331,91 @@ impl GoldStore for PostgresStore {
         })
     }
 
-    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
+    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError> {
         self.runtime.block_on(async {
-            let fail = |e: tokio_postgres::Error| self.fail(format!("table `{table}`: {e}"));
-            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
-            let declared = client
-                .query(
-                    "SELECT column_name, data_type FROM information_schema.columns
-                     WHERE table_schema = 'datamart' AND table_name = $1 ORDER BY ordinal_position",
-                    &[&table],
-                )
+            let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            // One snapshot for every statement of the transaction: a run that
+            // commits meanwhile is not seen.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
                 .await
-                .map_err(fail)?;
-            if declared.is_empty() {
-                return Ok(None);
+                .map_err(|e| self.fail(e))?;
+            let run_id = tx.query_opt(PUBLISHED_RUN, &[]).await.map_err(|e| self.fail(e))?.map(|r| r.get(0));
+            let mut read = Vec::with_capacity(tables.len());
+            for table in tables {
+                read.push(read_table(&tx, table).await.map_err(|e| self.fail(format!("table `{table}`: {e}")))?);
             }
-            let mut columns: Vec<Column> =
-                declared.iter().map(|r| Column::new(r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
-            // Every column read as one Rust type per SQL type.
-            let select: Vec<String> = columns
-                .iter()
-                .map(|c| match c.kind {
-                    SqlType::Integer => format!("{}::bigint", quote(&c.name)),
-                    SqlType::Double => format!("{}::float8", quote(&c.name)),
-                    SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(&c.name)),
-                    SqlType::Boolean => quote(&c.name),
-                    SqlType::Text => format!("{}::text", quote(&c.name)),
-                })
-                .collect();
-            let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
-            let rows = client.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(fail)?;
-            futures_util::pin_mut!(rows);
-            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(fail)? {
-                for (i, column) in columns.iter_mut().enumerate() {
-                    let present = match &mut column.values {
-                        Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(fail)?.map(|x| v.push(x)),
-                        Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(fail)?.map(|x| v.push(x)),
-                        Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(fail)?.map(|x| v.push(x)),
-                        Values::Text(v) => row.try_get::<_, Option<&str>>(i).map_err(fail)?.map(|x| v.push(x.into())),
-                        Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(fail)? {
-                            Some(text) => {
-                                let days = date::parse_iso(text).ok_or_else(|| {
-                                    self.fail(format!("table `{table}`: `{text}` in {} is not a date", column.name))
-                                })?;
-                                v.push(days);
-                                Some(())
-                            }
-                            None => None,
-                        },
-                    };
-                    match present {
-                        Some(()) => column.pushed(),
-                        None => column.push_null(),
-                    }
-                }
-            }
-            Ok(Some(Columns { columns }))
+            tx.commit().await.map_err(|e| self.fail(e))?;
+            Ok(Published { run_id, tables: read })
         })
     }
 
     fn describe(&self) -> String {
         self.display.clone()
     }
+}
+
+/// The latest run that published Gold.
+const PUBLISHED_RUN: &str = "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded'
+    AND EXISTS (SELECT 1 FROM datamart.run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+    ORDER BY started_at DESC, run_id DESC LIMIT 1";
+
+/// A Gold table whole, or `None` when the schema has no such table.
+async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result<Option<Columns>, String> {
+    let declared = tx
+        .query(
+            "SELECT column_name, data_type FROM information_schema.columns
+             WHERE table_schema = 'datamart' AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if declared.is_empty() {
+        return Ok(None);
+    }
+    let mut columns: Vec<Column> =
+        declared.iter().map(|r| Column::new(r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
+    // Every column read as one Rust type per SQL type.
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| match c.kind {
+            SqlType::Integer => format!("{}::bigint", quote(&c.name)),
+            SqlType::Double => format!("{}::float8", quote(&c.name)),
+            SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(&c.name)),
+            SqlType::Boolean => quote(&c.name),
+            SqlType::Text => format!("{}::text", quote(&c.name)),
+        })
+        .collect();
+    let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
+    let rows = tx.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(|e| e.to_string())?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(|e| e.to_string())? {
+        for (i, column) in columns.iter_mut().enumerate() {
+            let present = match &mut column.values {
+                Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
+                Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
+                Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
+                Values::Text(v) => {
+                    row.try_get::<_, Option<&str>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x.into()))
+                }
+                Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(|e| e.to_string())? {
+                    Some(text) => {
+                        let days = date::parse_iso(text)
+                            .ok_or_else(|| format!("`{text}` in {} is not a date", column.name))?;
+                        v.push(days);
+                        Some(())
+                    }
+                    None => None,
+                },
+            };
+            match present {
+                Some(()) => column.pushed(),
+                None => column.push_null(),
+            }
+        }
+    }
+    Ok(Some(Columns { columns }))
 }

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use medallion_common::date;
 
 use crate::{
-    Cell, Column, Columns, GoldStore, GoldTable, RunRecord, SqlType, StoreError, Values, Versions, cell, check_types,
-    declared_type, quote, reasons_json,
+    Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
+    check_types, declared_type, quote, reasons_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -104,10 +104,11 @@ impl GoldStore for SqliteStore {
             let staged = quote(&format!("{}__new", table.name));
             // A single integer key is declared `INTEGER PRIMARY KEY`: SQLite's
             // row id itself, so the table needs no separate key index.
+            let key = table.key_constraint();
             let rowid_key = match table.key.as_slice() {
-                [key] => table
+                [column] if key.starts_with("PRIMARY KEY") => table
                     .schema
-                    .field_with_name(key)
+                    .field_with_name(column)
                     .ok()
                     .filter(|f| SqlType::of(f.data_type()) == Some(SqlType::Integer))
                     .map(|f| f.name().clone()),
@@ -122,11 +123,7 @@ impl GoldStore for SqliteStore {
                     _ => format!("{} {}", quote(f.name()), SqlType::of(f.data_type()).map_or("TEXT", SqlType::sql)),
                 })
                 .collect();
-            let key = if table.key.is_empty() || rowid_key.is_some() {
-                String::new()
-            } else {
-                format!(", PRIMARY KEY ({})", table.key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", "))
-            };
+            let key = if key.is_empty() || rowid_key.is_some() { String::new() } else { format!(", {key}") };
             tx.execute_batch(&format!(
                 "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} ({}{key});",
                 columns.join(", ")
@@ -165,6 +162,8 @@ impl GoldStore for SqliteStore {
                 .map_err(fail)?;
         }
         write_run(&tx, run).map_err(fail)?;
+        // Every table loaded, nothing visible yet.
+        medallion_common::faults::pause_at("commit-gold");
         tx.commit().map_err(fail)
     }
 
@@ -218,17 +217,7 @@ impl GoldStore for SqliteStore {
     }
 
     fn versions(&mut self) -> Result<Versions, StoreError> {
-        let published = self
-            .connection
-            .query_row(
-                "SELECT run_id FROM runs r WHERE status = 'succeeded'
-                 AND EXISTS (SELECT 1 FROM run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
-                 ORDER BY started_at DESC, run_id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.fail(e))?;
+        let published = published_run(&self.connection).map_err(|e| self.fail(e))?;
         let latest = self
             .connection
             .query_row("SELECT run_id, status FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1", [], |r| {
@@ -239,57 +228,77 @@ impl GoldStore for SqliteStore {
         Ok(Versions { published, latest })
     }
 
-    fn read_table(&mut self, table: &str) -> Result<Option<Columns>, StoreError> {
-        let exists: bool = self
-            .connection
-            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
-                r.get(0)
-            })
-            .map_err(|e| self.fail(e))?;
-        if !exists {
-            return Ok(None);
-        }
-        // One transaction: the table as of one moment.
+    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError> {
+        let store = self.describe();
+        let fail = |message: String| StoreError { store: store.clone(), message };
+        // In WAL mode a read transaction sees the database as of its first
+        // read until it ends, whatever commits meanwhile.
         let tx = self
             .connection
-            .transaction()
-            .map_err(|e| StoreError { store: format!("sqlite:{}", self.path.display()), message: e.to_string() })?;
-        let fail = |e: rusqlite::Error| StoreError {
-            store: format!("sqlite:{}", self.path.display()),
-            message: format!("table `{table}`: {e}"),
-        };
-        let mut statement = tx.prepare(&format!("SELECT * FROM {}", quote(table))).map_err(fail)?;
-        let mut columns: Vec<Column> = statement
-            .columns()
-            .map(|c| Column::new(c.name(), declared_type(c.decl_type().unwrap_or("TEXT"))))
-            .collect();
-        let mut rows = statement.query([]).map_err(fail)?;
-        while let Some(row) = rows.next().map_err(fail)? {
-            for (i, column) in columns.iter_mut().enumerate() {
-                let value = row.get_ref(i).map_err(fail)?;
-                if value == ValueRef::Null {
-                    column.push_null();
-                    continue;
-                }
-                let bad = || fail(rusqlite::Error::InvalidColumnType(i, column.name.clone(), value.data_type()));
-                match (&mut column.values, value) {
-                    (Values::Int(v), ValueRef::Integer(x)) => v.push(x),
-                    (Values::Double(v), ValueRef::Real(x)) => v.push(x),
-                    (Values::Double(v), ValueRef::Integer(x)) => v.push(x as f64),
-                    (Values::Bool(v), ValueRef::Integer(x)) => v.push(x != 0),
-                    (Values::Date(v), ValueRef::Text(t)) => {
-                        v.push(std::str::from_utf8(t).ok().and_then(date::parse_iso).ok_or_else(bad)?)
-                    }
-                    (Values::Text(v), ValueRef::Text(t)) => v.push(String::from_utf8_lossy(t).into()),
-                    _ => return Err(bad()),
-                }
-                column.pushed();
-            }
-        }
-        Ok(Some(Columns { columns }))
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|e| fail(e.to_string()))?;
+        let run_id = published_run(&tx).map_err(|e| fail(e.to_string()))?;
+        let tables = tables
+            .iter()
+            .map(|table| read_table(&tx, table).map_err(|e| fail(format!("table `{table}`: {e}"))))
+            .collect::<Result<_, _>>()?;
+        tx.commit().map_err(|e| fail(e.to_string()))?;
+        Ok(Published { run_id, tables })
     }
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
+}
+
+/// The latest run that published Gold.
+fn published_run(connection: &Connection) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT run_id FROM runs r WHERE status = 'succeeded'
+             AND EXISTS (SELECT 1 FROM run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
+             ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+}
+
+/// A Gold table whole, or `None` when the file has no such table.
+fn read_table(connection: &Connection, table: &str) -> rusqlite::Result<Option<Columns>> {
+    let exists: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut statement = connection.prepare(&format!("SELECT * FROM {}", quote(table)))?;
+    let mut columns: Vec<Column> =
+        statement.columns().map(|c| Column::new(c.name(), declared_type(c.decl_type().unwrap_or("TEXT")))).collect();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        for (i, column) in columns.iter_mut().enumerate() {
+            let value = row.get_ref(i)?;
+            if value == ValueRef::Null {
+                column.push_null();
+                continue;
+            }
+            let bad = || rusqlite::Error::InvalidColumnType(i, column.name.clone(), value.data_type());
+            match (&mut column.values, value) {
+                (Values::Int(v), ValueRef::Integer(x)) => v.push(x),
+                (Values::Double(v), ValueRef::Real(x)) => v.push(x),
+                (Values::Double(v), ValueRef::Integer(x)) => v.push(x as f64),
+                (Values::Bool(v), ValueRef::Integer(x)) => v.push(x != 0),
+                (Values::Date(v), ValueRef::Text(t)) => {
+                    v.push(std::str::from_utf8(t).ok().and_then(date::parse_iso).ok_or_else(bad)?)
+                }
+                (Values::Text(v), ValueRef::Text(t)) => v.push(String::from_utf8_lossy(t).into()),
+                _ => return Err(bad()),
+            }
+            column.pushed();
+        }
+    }
+    Ok(Some(Columns { columns }))
 }

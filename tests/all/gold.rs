@@ -506,3 +506,59 @@ fn gold_adds_up_to_the_silver_facts() {
     let stock = gold("SELECT SUM(total_quantity_sold) FROM dm_stock_performance");
     same("dm_stock_performance.total_quantity_sold", stock[0], quantity);
 }
+
+fn open_error(url: &str) -> String {
+    match medallion_store::open(url) {
+        Ok(_) => panic!("{url} should be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Gold over TLS to a server that refuses connections without it: checked
+/// against the CA given in `sslrootcert`, or only encrypted with `require`;
+/// refused against the system's roots, under a name the certificate does not
+/// hold, and without TLS.
+#[test]
+fn gold_goes_to_postgresql_over_tls_and_the_certificate_is_checked() {
+    let (server, ca) = Postgres::start_tls().unwrap_or_else(|e| panic!("cannot start PostgreSQL with TLS: {e}"));
+    let verified = format!("{}&sslmode=verify-full&sslrootcert={}", server.url, ca.display());
+    let mut store = medallion_store::open(&verified).unwrap_or_else(|e| panic!("{e}"));
+    publish_marked(store.as_mut(), 1);
+    let published = store.read_published(&["t_a"]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(published.run_id.as_deref(), Some("run-0001"));
+    assert_eq!(published.tables[0].as_ref().map(|t| t.rows()), Some(2_001));
+    medallion_store::open(&format!("{}&sslmode=require", server.url)).unwrap_or_else(|e| panic!("require: {e}"));
+
+    let unknown_ca = open_error(&format!("{}&sslmode=verify-full", server.url));
+    assert!(unknown_ca.contains("certificate"), "{unknown_ca}");
+    let wrong_name = open_error(&format!(
+        "{}&sslmode=verify-full&sslrootcert={}",
+        server.url.replace("localhost", "127.0.0.1"),
+        ca.display()
+    ));
+    assert!(wrong_name.contains("certificate"), "{wrong_name}");
+    let clear = open_error(&format!("{}&sslmode=disable", server.url));
+    assert!(clear.contains("cannot connect"), "{clear}");
+    assert!(!clear.contains(medallion_tests::postgres::TLS_PASSWORD), "the password is never shown: {clear}");
+}
+
+/// A password for another machine goes only over TLS, unless the URL says
+/// `sslmode=disable`.
+#[test]
+fn a_password_is_not_sent_in_clear_to_another_machine() {
+    for url in
+        ["postgres://gold:secret@db.example.com:5432/gold", "postgres://gold:secret@10.1.2.3/gold?sslmode=prefer"]
+    {
+        let refused = open_error(url);
+        assert!(
+            refused.contains("refusing to send the password to") && refused.contains("sslmode=verify-full"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret"), "{refused}");
+    }
+    // Written out: it tries (192.0.2.1 is a documentation address: nothing answers).
+    let tried = open_error("postgres://gold:secret@192.0.2.1/gold?sslmode=disable&connect_timeout=1");
+    assert!(tried.contains("cannot connect"), "{tried}");
+    // No password, or this machine: no TLS needed.
+    assert!(!open_error("postgres://gold@192.0.2.1/gold?connect_timeout=1").contains("refusing"));
+}

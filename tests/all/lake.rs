@@ -596,6 +596,9 @@ fn runs_breaking_the_same_stale_lock_at_once_leave_exactly_one_holder(url: &str)
         }
         let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(lake.lock_holder().unwrap_or_else(|e| panic!("{e}")), None, "round {round}: released");
+        let tokens: Vec<String> =
+            lake.list("_locks").unwrap_or_default().into_iter().filter(|f| f.starts_with("_locks/break-")).collect();
+        assert!(tokens.is_empty(), "round {round}: break tokens left behind: {tokens:?}");
     }
 }
 

@@ -2,8 +2,9 @@
 //! one bash script per block in a fresh working copy (pipeline.yaml and the
 //! built plugins in `dist/plugins`), with the real `host` first on PATH.
 //! Nothing is rewritten but addresses: `namenode:9000` becomes this run's
-//! MiniDFSCluster, `pg.example:5432/medallion` a PostgreSQL server of the
-//! test's own, `127.0.0.1:8080` a free port. The environment is only what
+//! MiniDFSCluster, `pg.example:5432/medallion?sslmode=verify-full` a
+//! PostgreSQL server of the test's own on loopback (without TLS: Gold over
+//! TLS has its own test in gold.rs), `127.0.0.1:8080` a free port. The environment is only what
 //! the commands need.
 //!
 //! Two kinds of command are not run here, and the test says where they are:
@@ -98,9 +99,11 @@ fn every_command_in_the_readme_runs_as_written() {
         // A port found free just before the block that serves on it.
         let listen = format!("127.0.0.1:{}", free_port().unwrap_or_else(|e| panic!("no free port: {e}")));
         let mut script = block.clone();
-        for (from, to) in
-            [("namenode:9000", &namenode), ("pg.example:5432/medallion", &database), ("127.0.0.1:8080", &listen)]
-        {
+        for (from, to) in [
+            ("namenode:9000", &namenode),
+            ("pg.example:5432/medallion?sslmode=verify-full", &database),
+            ("127.0.0.1:8080", &listen),
+        ] {
             script = script.replace(from, to);
         }
         // Only what the commands need: a MEDALLION_* or secret of the

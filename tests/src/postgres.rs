@@ -21,6 +21,71 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
 }
 
+/// The password of the servers started with [`Postgres::start_tls`].
+pub const TLS_PASSWORD: &str = "tls-test-password";
+
+/// A CA (`ca.crt`) and a certificate for `localhost` signed by it
+/// (`server.crt`, `server.key`), made with the `openssl` command.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("cannot run openssl ({e}); scripts/test installs it"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr)))
+        }
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=medallion test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    )?;
+    openssl(&[&["req"], &ec[..], &["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]].concat())?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "server.ext",
+    ])
+}
+
 /// The server of this test process, started on first use. Panics with the
 /// reason if it cannot start: a missing service fails the tests, never skips
 /// them.
@@ -61,29 +126,77 @@ fn command(bin: &Path, program: &str) -> Command {
 impl Postgres {
     /// A new server of its own, started and ready.
     pub fn start() -> Result<Self, String> {
+        Postgres::start_with(None)
+    }
+
+    /// A new server that takes only TLS connections over TCP, with a
+    /// password (`TLS_PASSWORD`) and a certificate for `localhost` from a
+    /// CA of its own. Returns the server, whose `url` names `localhost`
+    /// (address 127.0.0.1) and no `sslmode`, and the CA's PEM file.
+    pub fn start_tls() -> Result<(Self, PathBuf), String> {
+        let certificates = tempfile::Builder::new().prefix("medallion-pg-ca").tempdir().map_err(|e| e.to_string())?;
+        make_certificates(certificates.path())?;
+        let server = Postgres::start_with(Some(certificates.path()))?;
+        let ca = server.data.parent().unwrap_or(Path::new("/tmp")).join("ca.crt");
+        std::fs::copy(certificates.path().join("ca.crt"), &ca).map_err(|e| e.to_string())?;
+        Ok((server, ca))
+    }
+
+    fn start_with(tls: Option<&Path>) -> Result<Self, String> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("medallion-pg").tempdir().map_err(|e| e.to_string())?;
         let data = dir.path().join("data");
-        if is_root() {
-            std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).map_err(|e| e.to_string())?;
+        let uid = if is_root() { Some(postgres_uid()?) } else { None };
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(dir.path(), Some(uid), None).map_err(|e| e.to_string())?;
         }
-        let output = command(&bin, "initdb")
-            .args(["-A", "trust", "-U", "medallion", "--no-sync", "-E", "UTF8", "-D"])
-            .arg(&data)
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        let mut initdb = command(&bin, "initdb");
+        initdb.args(["-U", "medallion", "--no-sync", "-E", "UTF8"]);
+        let password_file = dir.path().join("password");
+        if tls.is_some() {
+            std::fs::write(&password_file, TLS_PASSWORD).map_err(|e| e.to_string())?;
+            if let Some(uid) = uid {
+                std::os::unix::fs::chown(&password_file, Some(uid), None).map_err(|e| e.to_string())?;
+            }
+            initdb
+                .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                .arg(format!("--pwfile={}", password_file.display()));
+        } else {
+            initdb.args(["-A", "trust"]);
+        }
+        let output = initdb.arg("-D").arg(&data).output().map_err(|e| format!("cannot run initdb: {e}"))?;
         if !output.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
         }
         let port = crate::free_port()?;
-        let server = Postgres {
-            url: format!("postgres://medallion@127.0.0.1:{port}/postgres"),
-            port,
-            bin,
-            data,
-            running: Mutex::new(None),
-            _dir: dir,
+        let url = match tls {
+            None => format!("postgres://medallion@127.0.0.1:{port}/postgres"),
+            Some(certificates) => {
+                // The server's key and certificate, TLS on, and no TCP
+                // connection without it.
+                for file in ["server.crt", "server.key"] {
+                    let to = data.join(file);
+                    std::fs::copy(certificates.join(file), &to).map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                        .map_err(|e| e.to_string())?;
+                    if let Some(uid) = uid {
+                        std::os::unix::fs::chown(&to, Some(uid), None).map_err(|e| e.to_string())?;
+                    }
+                }
+                let mut conf = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(data.join("postgresql.conf"))
+                    .map_err(|e| e.to_string())?;
+                std::io::Write::write_all(&mut conf, b"\nssl = on\n").map_err(|e| e.to_string())?;
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+                )
+                .map_err(|e| e.to_string())?;
+                format!("postgres://medallion:{TLS_PASSWORD}@localhost:{port}/postgres?hostaddr=127.0.0.1")
+            }
         };
+        let server = Postgres { url, port, bin, data, running: Mutex::new(None), _dir: dir };
         server.run()?;
         Ok(server)
     }

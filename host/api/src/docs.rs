@@ -2,7 +2,7 @@
 //! that lists the routes and sends requests with a token.
 
 use super::Reply;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, Table};
 use medallion_store::SqlType;
 
 fn schema_type(kind: SqlType) -> serde_json::Value {
@@ -15,11 +15,47 @@ fn schema_type(kind: SqlType) -> serde_json::Value {
     }
 }
 
+/// Who may call a data route: a Bearer token or Basic credentials.
+fn secured() -> serde_json::Value {
+    serde_json::json!([{"bearer": []}, {"basic": []}])
+}
+
+/// A query parameter's description.
+fn param(name: &str, description: &str, schema: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
 /// The OpenAPI document.
 pub(super) fn openapi(snapshot: &Snapshot) -> Reply {
+    let mut paths = fixed_paths();
+    let mut schemas = serde_json::Map::new();
+    for table in snapshot.tables.iter() {
+        let properties: serde_json::Map<String, serde_json::Value> =
+            table.data.columns.iter().map(|c| (c.name.clone(), schema_type(c.kind))).collect();
+        schemas.insert(table.name.clone(), serde_json::json!({"type": "object", "properties": properties}));
+        if let Some(route) = &table.route {
+            paths.insert(route.clone(), table_path(table));
+        }
+    }
+    let body = serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "medallion Gold API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "The Gold datamart: reference-compatible JSON and CSV endpoints; OData v4 at /odata/ for Power BI."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "basic": {"type": "http", "scheme": "basic"}
+            },
+            "schemas": schemas
+        }
+    });
+    Reply { cacheable: false, ..Reply::json(body.to_string().into_bytes()) }
+}
+
+/// The routes every server has: health, login, the table list, the run log.
+fn fixed_paths() -> serde_json::Map<String, serde_json::Value> {
     let mut paths = serde_json::Map::new();
-    let secured = serde_json::json!([{"bearer": []}, {"basic": []}]);
-    let param = |name: &str, description: &str, schema: serde_json::Value| serde_json::json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
     paths.insert(
         "/health".to_owned(),
         serde_json::json!({"get": {"summary": "Liveness and the Gold run served", "responses": {"200": {"description": "ok"}}}}),
@@ -36,76 +72,57 @@ pub(super) fn openapi(snapshot: &Snapshot) -> Reply {
     );
     paths.insert(
         "/gold/tables".to_owned(),
-        serde_json::json!({"get": {"summary": "The Gold tables, their endpoints and columns", "security": secured, "responses": {"200": {"description": "ok"}}}}),
+        serde_json::json!({"get": {"summary": "The Gold tables, their endpoints and columns", "security": secured(), "responses": {"200": {"description": "ok"}}}}),
     );
     paths.insert(
         "/runs".to_owned(),
-        serde_json::json!({"get": {"summary": "The run log, newest first", "security": secured, "responses": {"200": {"description": "ok"}}}}),
+        serde_json::json!({"get": {"summary": "The run log, newest first", "security": secured(), "responses": {"200": {"description": "ok"}}}}),
     );
-    let mut schemas = serde_json::Map::new();
-    for table in snapshot.tables.iter() {
-        let properties: serde_json::Map<String, serde_json::Value> =
-            table.data.columns.iter().map(|c| (c.name.clone(), schema_type(c.kind))).collect();
-        schemas.insert(table.name.clone(), serde_json::json!({"type": "object", "properties": properties}));
-        let Some(route) = &table.route else { continue };
-        let names: Vec<&str> = table.data.columns.iter().map(|c| c.name.as_str()).collect();
-        let mut parameters = vec![
-            param("page", "Page number, from 1", serde_json::json!({"type": "integer", "minimum": 1, "default": 1})),
-            param(
-                "page_size",
-                "Rows per page",
-                serde_json::json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
-            ),
-            param(
-                "order_by",
-                "Sort column (ties are broken by the key)",
-                serde_json::json!({"type": "string", "enum": names, "default": table.data.columns[table.order_by].name}),
-            ),
-            param(
-                "order_dir",
-                "Sort direction",
-                serde_json::json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
-            ),
-            param(
-                "filter",
-                "An OData $filter expression, e.g. total_orders gt 3 and country eq 'France'",
-                serde_json::json!({"type": "string"}),
-            ),
-        ];
-        for column in &table.data.columns {
-            parameters.push(param(&column.name, "Rows where the column equals this value", schema_type(column.kind)));
-        }
-        paths.insert(
-            route.clone(),
-            serde_json::json!({"get": {
-                "summary": table.description,
-                "security": secured,
-                "parameters": parameters,
-                "responses": {
-                    "200": {"description": "A page: table, schema, page, page_size, total_rows, total_pages, order_by, order_dir, columns, data",
-                        "content": {"application/json": {"schema": {"type": "object", "properties": {
-                            "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", table.name)}}}}},
-                            "text/csv": {"schema": {"type": "string"}}}},
-                    "400": {"description": "A bad parameter: {\"detail\": ..., \"parameter\": ...}"},
-                    "401": {"description": "No or bad credentials"}
-                }
-            }}),
-        );
+    paths
+}
+
+/// A Gold table's reference route: paging, order, filters, its rows.
+fn table_path(table: &Table) -> serde_json::Value {
+    let names: Vec<&str> = table.data.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut parameters = vec![
+        param("page", "Page number, from 1", serde_json::json!({"type": "integer", "minimum": 1, "default": 1})),
+        param(
+            "page_size",
+            "Rows per page",
+            serde_json::json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+        ),
+        param(
+            "order_by",
+            "Sort column (ties are broken by the key)",
+            serde_json::json!({"type": "string", "enum": names, "default": table.data.columns[table.order_by].name}),
+        ),
+        param(
+            "order_dir",
+            "Sort direction",
+            serde_json::json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+        ),
+        param(
+            "filter",
+            "An OData $filter expression, e.g. total_orders gt 3 and country eq 'France'",
+            serde_json::json!({"type": "string"}),
+        ),
+    ];
+    for column in &table.data.columns {
+        parameters.push(param(&column.name, "Rows where the column equals this value", schema_type(column.kind)));
     }
-    let body = serde_json::json!({
-        "openapi": "3.0.3",
-        "info": {"title": "medallion Gold API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "The Gold datamart: reference-compatible JSON and CSV endpoints; OData v4 at /odata/ for Power BI."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "basic": {"type": "http", "scheme": "basic"}
-            },
-            "schemas": schemas
+    serde_json::json!({"get": {
+        "summary": table.description,
+        "security": secured(),
+        "parameters": parameters,
+        "responses": {
+            "200": {"description": "A page: table, schema, page, page_size, total_rows, total_pages, order_by, order_dir, columns, data",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", table.name)}}}}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+            "400": {"description": "A bad parameter: {\"detail\": ..., \"parameter\": ...}"},
+            "401": {"description": "No or bad credentials"}
         }
-    });
-    Reply { cacheable: false, ..Reply::json(body.to_string().into_bytes()) }
+    }})
 }
 
 /// The interactive page.

@@ -11,6 +11,8 @@
 //! after the same sort values in the new run: rows whose sort values did not
 //! change are neither repeated nor skipped.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use warp::http::{HeaderMap, StatusCode, header};
 
@@ -151,21 +153,7 @@ fn collection(
     count_only: bool,
 ) -> Result<Reply, ApiError> {
     let params = parameters(query)?;
-    for name in params.keys().filter(|n| n.starts_with('$')) {
-        if !OPTIONS.contains(&name.as_str()) {
-            return Err(BadParameter::new(
-                &truncate(name),
-                format!("not supported; this service takes {}", OPTIONS.join(", ")),
-            )
-            .into());
-        }
-    }
-    if let Some(format) = params.get("$format")
-        && !format.starts_with("json")
-        && !format.starts_with("application/json")
-    {
-        return Err(BadParameter::new("$format", "only json is served").into());
-    }
+    check_options(&params)?;
     let filter = params.get("$filter").map(|f| query::parse_filter(f, table, "$filter")).transpose()?;
     if count_only {
         let count = query::count(table, filter.as_ref());
@@ -211,20 +199,9 @@ fn collection(
     render::json_rows(&mut body, table, &columns, &rows);
     if more && let Some(&last) = rows.last() {
         let token = encode_token(&query::row_values(table, &sort, last));
-        let mut link = format!("{base}/{}?", table.name);
-        let mut serializer = form_urlencoded::Serializer::new(String::new());
-        for name in ["$select", "$filter", "$orderby", "$count", "$format"] {
-            if let Some(value) = params.get(name) {
-                serializer.append_pair(name, value);
-            }
-        }
-        if let Some(top) = top {
-            serializer.append_pair("$top", &(top - rows.len()).to_string());
-        }
-        serializer.append_pair("$skiptoken", &token);
-        link.push_str(&serializer.finish());
+        let top = top.map(|top| top - rows.len());
         body.extend_from_slice(b",\"@odata.nextLink\":");
-        render::json_string(&mut body, &link);
+        render::json_string(&mut body, &next_link(base, table, &params, top, &token));
     }
     body.push(b'}');
     let mut reply = Reply::with_type(JSON, body);
@@ -316,6 +293,43 @@ fn order_by(table: &Table, given: Option<&String>) -> Result<Vec<(usize, bool)>,
 /// The last row's sort values as an opaque URL-safe token. Floats travel
 /// as their bits and dates as day numbers, so that every value comes back
 /// exactly as it was.
+/// Refuses a system option this service does not take, and a `$format`
+/// other than JSON.
+fn check_options(params: &HashMap<String, String>) -> Result<(), ApiError> {
+    for name in params.keys().filter(|n| n.starts_with('$')) {
+        if !OPTIONS.contains(&name.as_str()) {
+            return Err(BadParameter::new(
+                &truncate(name),
+                format!("not supported; this service takes {}", OPTIONS.join(", ")),
+            )
+            .into());
+        }
+    }
+    if let Some(format) = params.get("$format")
+        && !format.starts_with("json")
+        && !format.starts_with("application/json")
+    {
+        return Err(BadParameter::new("$format", "only json is served").into());
+    }
+    Ok(())
+}
+
+/// The next page's URL: the same options, what is left of `$top`, and the
+/// last row's position.
+fn next_link(base: &str, table: &Table, params: &HashMap<String, String>, top: Option<usize>, token: &str) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for name in ["$select", "$filter", "$orderby", "$count", "$format"] {
+        if let Some(value) = params.get(name) {
+            serializer.append_pair(name, value);
+        }
+    }
+    if let Some(top) = top {
+        serializer.append_pair("$top", &top.to_string());
+    }
+    serializer.append_pair("$skiptoken", token);
+    format!("{base}/{}?{}", table.name, serializer.finish())
+}
+
 fn encode_token(values: &[Value]) -> String {
     let json: Vec<serde_json::Value> = values
         .iter()

@@ -107,14 +107,17 @@ impl Lake {
         if !holder.is_stale() {
             return Ok(Attempt::Held(holder));
         }
-        if !self.take_break(&holder, me)? {
-            return Ok(Attempt::Wait);
-        }
+        let Some(token) = self.take_break(&holder, me)? else { return Ok(Attempt::Wait) };
         tracing::warn!(run = %holder.run_id, pid = holder.pid, host = %holder.host, "breaking the stale lock of a run that is gone");
         // Only the one run that took the break deletes, and only the stale
         // holder's lock: never one that a live run holds.
         if self.read_holder(LOCK)?.is_some_and(|now| now == holder) {
             self.delete(LOCK)?;
+        }
+        // The stale lock is gone: a run that read it before and takes the
+        // token again finds another lock (or none) and deletes nothing.
+        if let Err(e) = self.delete(&token) {
+            tracing::warn!(error = %e, token, "cannot remove the lock's break token; it is harmless");
         }
         Ok(Attempt::Again)
     }
@@ -127,17 +130,18 @@ impl Lake {
     /// The right to break `stale`'s lock, taken by creating a file named
     /// after it (put-if-absent: one run gets it). A breaker that died before
     /// it finished is stale in turn, and its right goes to the next run.
-    fn take_break(&self, stale: &Holder, me: &Holder) -> Result<bool, LakeError> {
+    /// Returns the token's path when this run got the right.
+    fn take_break(&self, stale: &Holder, me: &Holder) -> Result<Option<String>, LakeError> {
         let mut token = format!("_locks/break-{}", stale.run_id);
         loop {
             if self.put_new(&token, me)? {
-                return Ok(true);
+                return Ok(Some(token));
             }
             match self.read_holder(&token)? {
                 // Ours: an earlier try took it and failed after.
-                Some(breaker) if breaker.run_id == me.run_id => return Ok(true),
+                Some(breaker) if breaker.run_id == me.run_id => return Ok(Some(token)),
                 Some(breaker) if breaker.is_stale() => token = format!("{token}-{}", breaker.run_id),
-                _ => return Ok(false),
+                _ => return Ok(None),
             }
         }
     }

@@ -355,13 +355,9 @@ impl Spec {
         self.plan_with(file, base, false)
     }
 
-    fn plan_with(&self, file: &Path, base: &Path, check_sources: bool) -> Result<Plan, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { file: file.to_owned(), message };
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
-        let dir = resolve(&self.sources.dir);
-        if self.sources.tables.is_empty() {
-            return Err(invalid("sources.tables is empty: name at least one source".to_owned()));
-        }
+    /// Each source's file under `dir`, checked to exist when
+    /// `check_sources`; or what is wrong.
+    fn source_specs(&self, dir: &Path, check_sources: bool) -> Result<Vec<SourceSpec>, String> {
         let mut sources = Vec::new();
         for (table, source) in &self.sources.tables {
             let spec = match (&source.csv, &source.sqlite) {
@@ -376,24 +372,31 @@ impl Spec {
                     path: dir.join(sqlite),
                     source_table: source.table.clone().unwrap_or_else(|| table.clone()),
                 },
-                _ => {
-                    return Err(invalid(format!(
-                        "sources.tables.{table}: give exactly one of `csv: FILE` or `sqlite: FILE`"
-                    )));
-                }
+                _ => return Err(format!("sources.tables.{table}: give exactly one of `csv: FILE` or `sqlite: FILE`")),
             };
             let path = match &spec {
                 SourceSpec::Csv { path, .. } | SourceSpec::Sqlite { path, .. } => path,
             };
             if check_sources && !path.is_file() {
-                return Err(invalid(format!(
+                return Err(format!(
                     "sources.tables.{table}: {} does not exist\n  hint: generate sample sources with `host gen-data --out {}`, or set sources.dir",
                     path.display(),
                     dir.display()
-                )));
+                ));
             }
             sources.push(spec);
         }
+        Ok(sources)
+    }
+
+    fn plan_with(&self, file: &Path, base: &Path, check_sources: bool) -> Result<Plan, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { file: file.to_owned(), message };
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let dir = resolve(&self.sources.dir);
+        if self.sources.tables.is_empty() {
+            return Err(invalid("sources.tables is empty: name at least one source".to_owned()));
+        }
+        let sources = self.source_specs(&dir, check_sources).map_err(invalid)?;
         let limits = Limits::default()
             .with_memory_bytes((self.plugins.limits.memory_mb as usize) << 20)
             .with_call_budget(std::time::Duration::from_millis(self.plugins.limits.call_budget_ms));
@@ -415,14 +418,14 @@ impl Spec {
         let gold_store = match &self.gold.store {
             None => None,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url.clone()),
-            Some(url) => match url.strip_prefix("sqlite:") {
-                Some(path) => Some(format!("sqlite:{}", resolve(Path::new(path)).display())),
+            Some(url) => Some(match url.strip_prefix("sqlite:") {
+                Some(path) => format!("sqlite:{}", resolve(Path::new(path)).display()),
                 None => {
                     return Err(invalid(format!(
                         "gold.store `{url}`: give sqlite:PATH or postgres://user@host:port/database"
                     )));
                 }
-            },
+            }),
         };
         Ok(Plan {
             lake,

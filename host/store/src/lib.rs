@@ -12,6 +12,7 @@ mod cells;
 mod columns;
 mod postgres;
 mod sqlite;
+mod tls;
 
 use std::collections::BTreeMap;
 

@@ -13,6 +13,7 @@ use tokio_postgres::{IsolationLevel, NoTls};
 
 use medallion_common::date;
 
+use crate::tls::{self, SslMode};
 use crate::{
     Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
     check_types, declared_type, quote, reasons_json,
@@ -59,8 +60,27 @@ impl PostgresStore {
     pub(super) fn open(url: &str) -> Result<Self, StoreError> {
         let display = redact(url);
         let fail = |message: String| StoreError { store: display.clone(), message };
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| fail(format!("bad URL: {e}")))?;
-        let pool = Pool::builder(Manager::new(config, NoTls))
+        let connection = tls::parse(url).map_err(|e| fail(format!("bad URL: {e}")))?;
+        let mut config =
+            tokio_postgres::Config::from_str(&connection.url).map_err(|e| fail(format!("bad URL: {e}")))?;
+        if let Some(host) = cleartext_password_to(&config, &connection) {
+            return Err(fail(format!(
+                "refusing to send the password to {host} without TLS\n  hint: add sslmode=verify-full to the URL (sslrootcert=PATH for a private CA), or sslmode=require (encrypted, certificate not checked); sslmode=disable sends it in clear"
+            )));
+        }
+        let manager = match connection.mode {
+            SslMode::Disable => Manager::new(config.ssl_mode(tokio_postgres::config::SslMode::Disable).clone(), NoTls),
+            mode => {
+                let tls = tls::connector(mode, connection.root_cert.as_deref()).map_err(&fail)?;
+                let ssl = if mode == SslMode::Prefer {
+                    tokio_postgres::config::SslMode::Prefer
+                } else {
+                    tokio_postgres::config::SslMode::Require
+                };
+                Manager::new(config.ssl_mode(ssl).clone(), tls)
+            }
+        };
+        let pool = Pool::builder(manager)
             .max_size(4)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
@@ -73,7 +93,8 @@ impl PostgresStore {
         store.runtime.block_on(async {
             let client = store.pool.get().await.map_err(|e| {
                 store.fail(format!(
-                    "cannot connect: {e}\n  hint: is the server running, and are the user and password right?"
+                    "cannot connect: {}\n  hint: is the server running, are the user and password right, and does its TLS certificate match the URL's sslmode?",
+                    with_causes(&e)
                 ))
             })?;
             client.batch_execute(RUN_LOG).await.map_err(|e| store.fail(e))
@@ -84,6 +105,45 @@ impl PostgresStore {
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError { store: self.display.clone(), message: e.to_string() }
     }
+}
+
+/// An error and its causes, as one line (a TLS failure says why only in
+/// its causes).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// The host a password would reach without TLS, if the URL has a password,
+/// a host other than this machine and no `sslmode` that forces TLS or
+/// explicitly waives it.
+fn cleartext_password_to(config: &tokio_postgres::Config, connection: &tls::Connection) -> Option<String> {
+    let waived = connection.mode == SslMode::Disable && connection.mode_given;
+    if config.get_password().is_none() || waived || matches!(connection.mode, SslMode::Require | SslMode::VerifyFull) {
+        return None;
+    }
+    let addresses: Vec<String> = if config.get_hostaddrs().is_empty() {
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect()
+    } else {
+        config.get_hostaddrs().iter().map(ToString::to_string).collect()
+    };
+    addresses.into_iter().find(|host| !tls::is_local(host))
 }
 
 async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Result<(), tokio_postgres::Error> {

@@ -43,14 +43,7 @@ impl TableBuilder<'_> {
     ) -> Result<Cleaned, SilverError> {
         let groups = input.row_groups();
         let workers = if plugin.info().stateless { self.options.workers.clamp(1, groups.len().max(1)) } else { 1 };
-        let data_columns: Vec<usize> = input
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !LINEAGE.contains(&f.name().as_str()))
-            .map(|(i, _)| i)
-            .collect();
+        let data_columns = data_columns(input);
         let task = Task::open("silver", self.name, Some(input.rows()), Measure::Rows);
         let out_schema: Mutex<Option<SchemaRef>> = Mutex::new(None);
         let plugin_error = |source: PluginError| SilverError::Plugin { table: self.name.to_owned(), source };
@@ -76,24 +69,7 @@ impl TableBuilder<'_> {
             }
             Ok(ported)
         };
-        let finish = |mut instance: Instance| {
-            let outputs = instance.finish().map_err(plugin_error)?;
-            let mut late = PortBatches::default();
-            self.collect(0, outputs, &mut late)?;
-            let late_ports = [("out", &late.out), ("rejected", &late.rejected), ("nulled", &late.nulled)];
-            if let Some((port, _)) = late_ports.iter().find(|(_, batches)| !batches.is_empty()) {
-                return Err(SilverError::Plugin {
-                    table: self.name.to_owned(),
-                    source: PluginError::BadOutput {
-                        plugin: plugin.info().name.clone(),
-                        call: medallion_plugin::Call::Finish,
-                        port: (*port).to_owned(),
-                        cause: "a cleaning plugin must emit each row when it is pushed, not at `finish`".to_owned(),
-                    },
-                });
-            }
-            Ok(())
-        };
+        let finish = |instance: Instance| self.refuse_late_rows(plugin, instance);
         let results = work::map_with(groups, workers, start, clean_group, finish)?;
         task.finish();
         let mut out = Vec::new();
@@ -117,6 +93,25 @@ impl TableBuilder<'_> {
         let (nulled_files, _) = self.quarantine(&nulled, "nulled", &mut nulled_reasons)?;
         quarantine_files.extend(nulled_files);
         Ok(Cleaned { out_schema, out, quarantine_files, quarantined, reasons, nulled: nulled_reasons })
+    }
+
+    /// Ends a plugin instance: a cleaning plugin emits each row when it is
+    /// pushed, so any row it emits at `finish` (on any port) fails the table.
+    fn refuse_late_rows(&self, plugin: &LoadedPlugin, mut instance: Instance) -> Result<(), SilverError> {
+        let plugin_error = |source: PluginError| SilverError::Plugin { table: self.name.to_owned(), source };
+        let outputs = instance.finish().map_err(plugin_error)?;
+        let mut late = PortBatches::default();
+        self.collect(0, outputs, &mut late)?;
+        let late_ports = [("out", &late.out), ("rejected", &late.rejected), ("nulled", &late.nulled)];
+        match late_ports.iter().find(|(_, batches)| !batches.is_empty()) {
+            Some((port, _)) => Err(plugin_error(PluginError::BadOutput {
+                plugin: plugin.info().name.clone(),
+                call: medallion_plugin::Call::Finish,
+                port: (*port).to_owned(),
+                cause: "a cleaning plugin must emit each row when it is pushed, not at `finish`".to_owned(),
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Writes batches that carry `_reason` to quarantine, counting reasons.
@@ -213,4 +208,16 @@ fn count_reason_column(batch: &RecordBatch, reasons: &mut BTreeMap<String, u64>)
         return Err(format!("`_reason` is {}, expected text", column.data_type()));
     }
     Ok(())
+}
+
+/// The positions of Bronze's data columns (not its lineage columns).
+fn data_columns(input: &ParquetTable) -> Vec<usize> {
+    input
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !LINEAGE.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect()
 }

@@ -15,22 +15,9 @@ work="${BENCH_DIR:-/tmp/medallion-bench}/scale-$scale"
 seconds="${SECONDS_PER_RUN:-20}"
 port=18081
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --quiet --release -p medallion-host
-host="$CARGO_TARGET_DIR/release/host"
-[ -f "$work/gold.db" ] || { echo "no $work/gold.db: run bench/silver_gold.sh $scale first" >&2; exit 1; }
-
-password="bench-password-$RANDOM$RANDOM"
-export MEDALLION_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
-export MEDALLION_ANALYST_HASH="$(echo "$password" | "$host" hash-password 2>/dev/null)"
-"$host" serve pipeline.yaml --set "gold.store=sqlite:$work/gold.db" --set "lake=$work/lake" \
-    --set "plugins.dir=$work/plugins" --listen "127.0.0.1:$port" > "$work/serve-sorts.log" 2>&1 &
-server=$!
+source bench/serve_gold.sh "$work/serve-sorts.log"
 lua="$(mktemp /tmp/medallion-sorts.XXXXXX.lua)"
 trap 'kill $server 2>/dev/null || true; rm -f "$lua"' EXIT
-for _ in $(seq 1 600); do grep -q listening "$work/serve-sorts.log" 2>/dev/null && break; sleep 0.1; done
-base="http://127.0.0.1:$port"
-token="$(curl -s -d "username=analyst&password=$password" "$base/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 
 # 40 orders: every column of two tables, both ways.
 python3 - "$lua" <<'PY'

@@ -187,3 +187,27 @@ fn a_plugin_refusing_its_config_fails_create_without_poisoning_the_runtime() {
     assert_eq!(error, "plugin `evil` refused `create` (bad config): bad-config asked for");
     assert!(evil.instantiate("good", small_limits()).is_ok());
 }
+
+/// Arrow IPC streams that made the decoder panic (found by bench/fuzz.sh)
+/// are refused as invalid: a plugin that hands them back fails its call, and
+/// the host goes on.
+#[test]
+fn malformed_ipc_found_by_fuzzing_is_refused_without_a_panic() {
+    let folder = medallion_tests::repo_root().join("tests/fuzz-regressions");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.extension().is_none_or(|e| e != "arrows") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let refused = medallion_plugin::fuzzing::decode_ipc(bytes);
+        assert!(
+            refused.as_ref().is_err_and(|e| e.starts_with("not a valid Arrow IPC stream")),
+            "{}: {refused:?}",
+            path.display()
+        );
+        cases += 1;
+    }
+    assert!(cases >= 2, "the regression cases are in {}", folder.display());
+}

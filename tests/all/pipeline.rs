@@ -379,6 +379,17 @@ impl Running {
         Running { child, lines: std::io::BufReader::new(stderr).lines(), log: String::new() }
     }
 
+    /// A run that stops at the points of `pause`.
+    fn start_paused(env: &[(String, String)], pause: &medallion_tests::Pause) -> Self {
+        let pause_env = pause.env();
+        let env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(pause_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .collect();
+        Running::start(&env)
+    }
+
     /// Reads the log to its end and waits for the process.
     fn finish(&mut self) -> std::process::ExitStatus {
         for line in self.lines.by_ref().map_while(Result::ok) {
@@ -414,10 +425,7 @@ fn fresh_lake(scale: &str) -> (tempfile::TempDir, tempfile::TempDir, tempfile::T
 fn a_second_run_on_the_same_lake_is_refused_while_the_first_goes_on() {
     let (_sources, lake, _plugins, env) = fresh_lake("0.002");
     let pause = medallion_tests::Pause::at(&["after-bronze"]);
-    let mut paused: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let pause_env = pause.env();
-    paused.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
-    let mut first = Running::start(&paused);
+    let mut first = Running::start_paused(&env, &pause);
     pause.reached("after-bronze", Duration::from_secs(300));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let second = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
@@ -433,10 +441,7 @@ fn a_second_run_on_the_same_lake_is_refused_while_the_first_goes_on() {
 fn a_killed_run_leaves_nothing_published_and_the_next_run_goes_through() {
     let (_sources, lake, _plugins, env) = fresh_lake("0.002");
     let pause = medallion_tests::Pause::at(&["after-bronze"]);
-    let mut paused: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let pause_env = pause.env();
-    paused.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
-    let mut run = Running::start(&paused);
+    let mut run = Running::start_paused(&env, &pause);
     pause.reached("after-bronze", Duration::from_secs(300));
     run.child.kill().unwrap_or_else(|e| panic!("kill: {e}"));
     let _ = run.child.wait();

@@ -22,7 +22,16 @@ pub(crate) fn encode_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), 
 }
 
 /// Decodes every batch of an IPC stream without copying its column data.
+/// Bytes from a plugin are untrusted: arrow-ipc panics on some malformed
+/// streams (a buffer offset past the end, a misaligned buffer: found by
+/// bench/fuzz.sh, kept in tests/fuzz-regressions/), so a panic is caught and
+/// reported as an invalid stream.
 pub(crate) fn decode(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
+    std::panic::catch_unwind(move || decode_stream(bytes))
+        .unwrap_or_else(|_| Err("not a valid Arrow IPC stream: its buffers do not fit its data".to_owned()))
+}
+
+fn decode_stream(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
     let mut buffer = Buffer::from_vec(bytes);
     let mut decoder = StreamDecoder::new();
     let mut batches = Vec::new();

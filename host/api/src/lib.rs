@@ -105,46 +105,7 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                 .and(warp::header::headers_cloned())
                 .and(warp::addr::remote())
                 .then(move |path: warp::path::FullPath, query: String, headers: HeaderMap, remote: Option<SocketAddr>| {
-                    let state = state.clone();
-                    async move {
-                        let timeout = state.timeout;
-                        let odata = path.as_str().starts_with("/odata");
-                        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                        let expensive = !is_light(&query);
-                        let hashing = state.auth.needs_hashing(authorization);
-                        // (hyper sends no body in answer to HEAD, and keeps its length.)
-                        let source = remote.map(|a| a.ip());
-                        if !expensive && !hashing {
-                            // A page in a stored order: microseconds, on this thread.
-                            return route(&state, path.as_str(), &query, &headers, source);
-                        }
-                        // Filters and new orders scan or sort a table (bounded
-                        // work: one pass or one sort), a few at once, each
-                        // holding its turn until it ends, even past the time
-                        // limit; a password check hashes (limited by `auth`).
-                        // Both on a blocking thread; the client waits at most
-                        // the time limit.
-                        let turn = if expensive {
-                            match tokio::time::timeout(QUEUE_WAIT, state.expensive.clone().acquire_owned()).await {
-                                Ok(Ok(turn)) => Some(turn),
-                                _ => return busy("too many filtered or sorted requests at once; retry in a second", odata),
-                            }
-                        } else {
-                            None
-                        };
-                        let run = move || {
-                            let _turn = turn;
-                            if expensive {
-                                medallion_common::faults::pause_at("api-expensive");
-                            }
-                            route(&state, path.as_str(), &query, &headers, source)
-                        };
-                        match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
-                            Ok(Ok(response)) => response,
-                            Ok(Err(_)) => ApiError::internal("the request failed").response(odata),
-                            Err(_) => busy(&format!("the request took longer than {} s", timeout.as_secs()), odata),
-                        }
-                    }
+                    answer_get(state.clone(), path, query, headers, remote)
                 })
         };
         let routes = login.or(get).unify().recover(rejection).with(warp::log::custom(|info| {
@@ -162,6 +123,55 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
             .await;
         Ok(())
     })
+}
+
+/// Answers a GET from `remote`: a page in a stored order in place; a
+/// filter, an order of its own or a password check on a blocking thread
+/// (expensive work taking turns), within the time limit.
+async fn answer_get(
+    state: Arc<State>,
+    path: warp::path::FullPath,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+) -> Response<Vec<u8>> {
+    let timeout = state.timeout;
+    let odata = path.as_str().starts_with("/odata");
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let expensive = !is_light(&query);
+    let hashing = state.auth.needs_hashing(authorization);
+    // (hyper sends no body in answer to HEAD, and keeps its length.)
+    let source = remote.map(|a| a.ip());
+    if !expensive && !hashing {
+        // A page in a stored order: microseconds, on this thread.
+        return route(&state, path.as_str(), &query, &headers, source);
+    }
+    // Filters and new orders scan or sort a table (bounded
+    // work: one pass or one sort), a few at once, each
+    // holding its turn until it ends, even past the time
+    // limit; a password check hashes (limited by `auth`).
+    // Both on a blocking thread; the client waits at most
+    // the time limit.
+    let turn = if expensive {
+        match tokio::time::timeout(QUEUE_WAIT, state.expensive.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => Some(turn),
+            _ => return busy("too many filtered or sorted requests at once; retry in a second", odata),
+        }
+    } else {
+        None
+    };
+    let run = move || {
+        let _turn = turn;
+        if expensive {
+            medallion_common::faults::pause_at("api-expensive");
+        }
+        route(&state, path.as_str(), &query, &headers, source)
+    };
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(run)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => ApiError::internal("the request failed").response(odata),
+        Err(_) => busy(&format!("the request took longer than {} s", timeout.as_secs()), odata),
+    }
 }
 
 /// Routes a GET request from `source`.

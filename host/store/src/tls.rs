@@ -51,7 +51,13 @@ pub(crate) struct Connection {
 
 /// Splits `url` (`postgres://user:password@host:port/db?sslmode=...`).
 pub(crate) fn parse(url: &str) -> Result<Connection, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // The query starts at the first `?` after the credentials (a password
+    // may hold one).
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let (base, query) = match url[after_credentials..].find('?') {
+        Some(at) => (&url[..after_credentials + at], &url[after_credentials + at + 1..]),
+        None => (url, ""),
+    };
     let (mut mode, mut mode_given, mut root_cert, mut kept) = (SslMode::Prefer, false, None, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -268,6 +274,8 @@ mod tests {
         assert_eq!((c.url.as_str(), c.mode, c.mode_given), ("postgres://u@h/db", SslMode::Prefer, false));
         assert!(parse("postgres://h/db?sslmode=verify-ca").is_err_and(|e| e.contains("verify-full")));
         assert!(parse("postgres://h/db?sslmode=always").is_err());
+        let c = parse("postgres://u:p?w@h/db?sslmode=disable").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.url.as_str(), c.mode), ("postgres://u:p?w@h/db", SslMode::Disable));
     }
 
     #[test]

@@ -50,12 +50,13 @@ impl GoldTable {
         if self.key.is_empty() {
             return String::new();
         }
-        let nulls = self
-            .key
-            .iter()
-            .any(|k| self.batches.iter().any(|b| b.column_by_name(k).is_some_and(|c| c.null_count() > 0)));
         let columns: Vec<String> = self.key.iter().map(|k| quote(k)).collect();
-        format!("{} ({})", if nulls { "UNIQUE" } else { "PRIMARY KEY" }, columns.join(", "))
+        format!("{} ({})", if self.key_has_null() { "UNIQUE" } else { "PRIMARY KEY" }, columns.join(", "))
+    }
+
+    /// Whether a key column holds a null.
+    pub fn key_has_null(&self) -> bool {
+        self.key.iter().any(|k| self.batches.iter().any(|b| b.column_by_name(k).is_some_and(|c| c.null_count() > 0)))
     }
 }
 

@@ -425,6 +425,7 @@ const PUBLISHED_RUN: &str = "SELECT run_id FROM datamart.runs r WHERE status = '
 
 /// A Gold table whole, or `None` when the schema has no such table.
 async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result<Option<Columns>, String> {
+    let text = |e: tokio_postgres::Error| e.to_string();
     let declared = tx
         .query(
             "SELECT column_name, data_type FROM information_schema.columns
@@ -432,7 +433,7 @@ async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result
             &[&table],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(text)?;
     if declared.is_empty() {
         return Ok(None);
     }
@@ -450,18 +451,16 @@ async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result
         })
         .collect();
     let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
-    let rows = tx.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(|e| e.to_string())?;
+    let rows = tx.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(text)?;
     futures_util::pin_mut!(rows);
-    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(|e| e.to_string())? {
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(text)? {
         for (i, column) in columns.iter_mut().enumerate() {
             let present = match &mut column.values {
-                Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
-                Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
-                Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x)),
-                Values::Text(v) => {
-                    row.try_get::<_, Option<&str>>(i).map_err(|e| e.to_string())?.map(|x| v.push(x.into()))
-                }
-                Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(|e| e.to_string())? {
+                Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(text)?.map(|x| v.push(x)),
+                Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(text)?.map(|x| v.push(x)),
+                Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(text)?.map(|x| v.push(x)),
+                Values::Text(v) => row.try_get::<_, Option<&str>>(i).map_err(text)?.map(|x| v.push(x.into())),
+                Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(text)? {
                     Some(text) => {
                         let days = date::parse_iso(text)
                             .ok_or_else(|| format!("`{text}` in {} is not a date", column.name))?;

@@ -106,7 +106,7 @@ impl GoldStore for SqliteStore {
             // row id itself, so the table needs no separate key index.
             let key = table.key_constraint();
             let rowid_key = match table.key.as_slice() {
-                [column] if key.starts_with("PRIMARY KEY") => table
+                [column] if !table.key_has_null() => table
                     .schema
                     .field_with_name(column)
                     .ok()

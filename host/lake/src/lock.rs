@@ -111,15 +111,18 @@ impl Lake {
         tracing::warn!(run = %holder.run_id, pid = holder.pid, host = %holder.host, "breaking the stale lock of a run that is gone");
         // Only the one run that took the break deletes, and only the stale
         // holder's lock: never one that a live run holds.
-        if self.read_holder(LOCK)?.is_some_and(|now| now == holder) {
-            self.delete(LOCK)?;
-        }
-        // The stale lock is gone: a run that read it before and takes the
-        // token again finds another lock (or none) and deletes nothing.
+        let broken = self.read_holder(LOCK).and_then(|now| match now {
+            Some(now) if now == holder => self.delete(LOCK),
+            _ => Ok(()),
+        });
+        // The token goes whatever happened (HDFS may answer the read of a
+        // lock being replaced with an error): a run that read the stale lock
+        // before and takes the token again finds another lock (or none) and
+        // deletes nothing.
         if let Err(e) = self.delete(&token) {
             tracing::warn!(error = %e, token, "cannot remove the lock's break token; it is harmless");
         }
-        Ok(Attempt::Again)
+        broken.map(|()| Attempt::Again)
     }
 
     /// The run holding the lake now, if any (a stale lock holds nothing).

@@ -16,15 +16,15 @@ use crate::gold::Setup;
 use crate::util::text;
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-to-sign-tokens";
-const PASSWORD: &str = "correct-horse-battery-staple";
+pub(crate) const PASSWORD: &str = "correct-horse-battery-staple";
 
 /// A `host serve` process. It runs under a shell that stops it when this
 /// test process's end closes the shell's standard input, so that a server
 /// held in a static does not outlive the tests.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: Option<std::process::ChildStdin>,
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Drop for Server {
@@ -40,7 +40,7 @@ fn password_hash() -> &'static str {
 }
 
 impl Server {
-    fn start(setup: &Setup, store: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start(setup: &Setup, store: &str, extra: &[&str]) -> Server {
         Server::start_with(setup, store, extra, &[])
     }
 
@@ -88,7 +88,7 @@ impl Server {
         Server { child, stdin, address }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         request(&self.address, "GET", path, headers, b"")
     }
 
@@ -115,18 +115,18 @@ impl Server {
 }
 
 /// An HTTP answer.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
@@ -584,7 +584,7 @@ fn the_server_refuses_a_weak_secret_and_an_empty_user_list() {
 
 /// The same Gold loaded into a PostgreSQL server of its own (other tests
 /// publish to the shared one), served.
-fn postgres_served() -> &'static (Postgres, Server) {
+pub(crate) fn postgres_served() -> &'static (Postgres, Server) {
     static SHARED: OnceLock<(Postgres, Server)> = OnceLock::new();
     SHARED.get_or_init(|| {
         let (setup, _) = sqlite_served();

@@ -30,6 +30,11 @@ impl Setup {
         Setup { sources, lake: temp_dir(), plugins: plugins_folder() }
     }
 
+    /// The folder of the generated sources.
+    pub(crate) fn sources(&self) -> &std::path::Path {
+        self.sources.path()
+    }
+
     pub(crate) fn sqlite(&self) -> String {
         format!("sqlite:{}", self.lake.path().join("gold.db").display())
     }
@@ -59,7 +64,7 @@ impl Setup {
         assert!(output.status.success(), "{}", text(&output).1);
     }
 
-    fn runs(&self, store: &str) -> serde_json::Value {
+    pub(crate) fn runs(&self, store: &str) -> serde_json::Value {
         let output = self.host(&["runs", "--json"], store);
         assert!(output.status.success(), "{}", text(&output).1);
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
@@ -392,6 +397,7 @@ fn publish_marked(store: &mut dyn medallion_store::GoldStore, run: usize) {
         status: "succeeded".to_owned(),
         error: None,
         tables: tables.iter().map(|t| RunTable::new("gold", &t.name, t.rows())).collect(),
+        stages: Vec::new(),
     };
     store.publish(&tables, &record).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -11,4 +11,5 @@ mod plugin;
 mod readme;
 mod silver;
 mod tidy;
+mod ui;
 mod util;

@@ -102,6 +102,11 @@ fn table_path(table: &Table) -> serde_json::Value {
             serde_json::json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
         ),
         param(
+            "format",
+            "json, or csv (the same as Accept: text/csv; for links)",
+            serde_json::json!({"type": "string", "enum": ["json", "csv"], "default": "json"}),
+        ),
+        param(
             "filter",
             "An OData $filter expression, e.g. total_orders gt 3 and country eq 'France'",
             serde_json::json!({"type": "string"}),

@@ -1,7 +1,8 @@
 //! `host serve`: the Gold datamart over HTTP (warp). The reference API's
 //! routes and bodies (`/health`, `/auth/login`, `/gold/...`), an OData v4
 //! service for Power BI (`/odata/`), the run log (`/runs`), OpenAPI
-//! (`/openapi.json`, `/docs`).
+//! (`/openapi.json`, `/docs`), pages for people ([`ui`], `/ui`) and figures
+//! for monitoring (`/metrics`).
 //!
 //! Every data route needs credentials ([`auth`]). Answers come from an
 //! in-memory copy of Gold ([`snapshot`]) that follows the store; table and
@@ -9,11 +10,14 @@
 
 pub mod auth;
 mod docs;
+mod metrics;
 mod odata;
+pub mod quarantine;
 pub mod query;
 mod render;
 mod rest;
 pub mod snapshot;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -41,6 +45,8 @@ pub struct ServeOptions {
     /// Filtered or sorted requests worked on at once; others wait their
     /// turn for a second, then get a 503.
     pub expensive_at_once: usize,
+    /// The pipeline's shape, for the pages.
+    pub pipeline: ui::Pipeline,
 }
 
 /// The largest request body (a login form).
@@ -59,6 +65,10 @@ struct State {
     timeout: Duration,
     /// Turns for expensive work: a core is always left for the pages.
     expensive: Arc<tokio::sync::Semaphore>,
+    /// The pipeline's shape, for the pages.
+    pipeline: ui::Pipeline,
+    /// Requests counted for `/metrics`.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl State {
@@ -73,7 +83,15 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(options.workers.max(1)).enable_all().build()?;
     let expensive = Arc::new(tokio::sync::Semaphore::new(options.expensive_at_once.max(1)));
-    let state = Arc::new(State { gold, auth, timeout: options.request_timeout, expensive });
+    let metrics = Arc::new(metrics::Metrics::default());
+    let state = Arc::new(State {
+        gold,
+        auth,
+        timeout: options.request_timeout,
+        expensive,
+        pipeline: options.pipeline,
+        metrics: metrics.clone(),
+    });
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         ready(listener.local_addr()?);
@@ -108,7 +126,8 @@ pub fn serve(gold: Shared, auth: Auth, options: ServeOptions, ready: impl FnOnce
                     answer_get(state.clone(), path, query, headers, remote)
                 })
         };
-        let routes = login.or(get).unify().recover(rejection).with(warp::log::custom(|info| {
+        let routes = login.or(get).unify().recover(rejection).with(warp::log::custom(move |info| {
+            metrics.observe(info.path(), info.status().as_u16(), info.elapsed());
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), micros = info.elapsed().as_micros() as u64, "request");
         }));
         warp::serve(routes)
@@ -138,7 +157,8 @@ async fn answer_get(
     let timeout = state.timeout;
     let odata = path.as_str().starts_with("/odata");
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let expensive = !is_light(&query);
+    // The pages and the figures are rendered from what the server holds.
+    let expensive = !is_light(&query) && !is_page(path.as_str());
     let hashing = state.auth.needs_hashing(authorization);
     // (hyper sends no body in answer to HEAD, and keeps its length.)
     let source = remote.map(|a| a.ip());
@@ -199,6 +219,11 @@ fn route(state: &State, path: &str, query: &str, headers: &HeaderMap, source: Op
         "/docs" | "/docs/" => Ok(docs::page()),
         "/gold/tables" => Ok(rest::tables(&snapshot)),
         "/runs" => Ok(rest::runs(&snapshot)),
+        "/metrics" => Ok(Reply {
+            cacheable: false,
+            ..Reply::with_type("text/plain; version=0.0.4; charset=utf-8", state.metrics.render(&snapshot).into_bytes())
+        }),
+        _ if is_page(path) => ui::handle(&snapshot, &state.pipeline, path, query),
         _ if odata => odata::handle(&snapshot, path, query, headers),
         _ if path.starts_with("/gold/") => rest::table(&snapshot, path, query, headers),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no route {}", truncate(path)))),
@@ -417,9 +442,15 @@ fn is_light(query: &str) -> bool {
     form_urlencoded::parse(query.as_bytes()).all(|(name, _)| {
         matches!(
             name.as_ref(),
-            "page" | "page_size" | "$top" | "$skip" | "$skiptoken" | "$select" | "$count" | "$format"
+            "page" | "page_size" | "format" | "$top" | "$skip" | "$skiptoken" | "$select" | "$count" | "$format"
         )
     })
+}
+
+/// Whether `path` is a page for people or `/metrics`: rendered from what
+/// the server holds, never a scan or a sort of a table.
+fn is_page(path: &str) -> bool {
+    path == "/metrics" || path == "/ui" || path.starts_with("/ui/")
 }
 
 /// Request text shown in a message, cut short.

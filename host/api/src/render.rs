@@ -156,6 +156,17 @@ pub(super) fn json_rows(out: &mut Vec<u8>, table: &Table, columns: &[usize], row
     out.push(b']');
 }
 
+/// One cell as CSV writes it (dates as `YYYY-MM-DD`); `None` for null.
+pub(super) fn cell_text(column: &Column, row: usize) -> Option<String> {
+    let page = gather(column, &[row]);
+    if !page.is_valid(0) {
+        return None;
+    }
+    let mut out = Vec::new();
+    page.csv(&mut out, 0);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Writes `rows` as CSV (RFC 4180, CRLF line ends) with a header line.
 pub(super) fn csv_rows(out: &mut Vec<u8>, table: &Table, columns: &[usize], rows: &[usize]) {
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);

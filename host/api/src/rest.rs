@@ -11,7 +11,7 @@ use super::{ApiError, Reply, State, parameters, truncate};
 /// The schema name the reference reports.
 const SCHEMA: &str = "datamart";
 /// The reference's page size bounds and default.
-const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// `GET /health`.
@@ -98,6 +98,14 @@ pub(super) fn table(snapshot: &Snapshot, path: &str, query: &str, headers: &Head
     let mut params = parameters(query)?;
     let page = number(&mut params, "page", 1, 1, usize::MAX / MAX_PAGE_SIZE)?;
     let page_size = number(&mut params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?;
+    let csv = match params.remove("format").as_deref() {
+        None => wants_csv(headers),
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(BadParameter::new("format", format!("`{}` is not csv or json", truncate(other))).into());
+        }
+    };
     let order_by = match params.remove("order_by") {
         Some(name) => table
             .data
@@ -119,7 +127,7 @@ pub(super) fn table(snapshot: &Snapshot, path: &str, query: &str, headers: &Head
     let rows = query::select(table, &order, filter.as_ref(), 0, skip, page_size);
     let total_rows = query::count(table, filter.as_ref());
     let columns: Vec<usize> = (0..table.data.columns.len()).collect();
-    if wants_csv(headers) {
+    if csv {
         let mut body = Vec::with_capacity(rows.len() * 64);
         render::csv_rows(&mut body, table, &columns, &rows);
         return Ok(Reply::with_type("text/csv; charset=utf-8", body));

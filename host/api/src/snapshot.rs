@@ -8,13 +8,16 @@
 //! new run is picked up within the poll interval.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use medallion_lake::Lake;
 use medallion_pipeline::GoldSpec;
 use medallion_store::{Column, Columns, Values};
 use medallion_store::{GoldStore, StoreError, Versions};
+
+use crate::quarantine::{self, Sample};
 
 /// Orders kept per table (4 bytes a row each); past this, all but the
 /// default ones are dropped.
@@ -111,6 +114,19 @@ pub struct Snapshot {
     pub tables: Arc<Vec<Table>>,
     /// The latest runs, newest first.
     pub runs: Vec<serde_json::Value>,
+    /// How many runs the log holds, by status.
+    pub run_counts: BTreeMap<String, u64>,
+    /// A sample of the current Silver's quarantine.
+    pub quarantine: Quarantine,
+}
+
+/// What the server knows of the lake's quarantine.
+#[derive(Debug, Clone, Default)]
+pub struct Quarantine {
+    /// The sample of the Silver the lake holds, once read.
+    pub sample: Option<Arc<Sample>>,
+    /// Why it could not be read (the lake unreachable, say), if so.
+    pub error: Option<String>,
 }
 
 impl Snapshot {
@@ -132,6 +148,7 @@ const RUNS_KEPT: usize = 50;
 /// them (one read transaction), labelled with that run.
 pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
     let runs = store.runs(RUNS_KEPT)?;
+    let run_counts = store.run_counts()?;
     let names: Vec<&str> = spec.tables.keys().map(String::as_str).collect();
     let published = store.read_published(&names)?;
     let mut tables = Vec::new();
@@ -165,7 +182,13 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
         table.order(&[]);
         tables.push(table);
     }
-    Ok(Snapshot { run_id: published.run_id, tables: Arc::new(tables), runs })
+    Ok(Snapshot {
+        run_id: published.run_id,
+        tables: Arc::new(tables),
+        runs,
+        run_counts,
+        quarantine: Quarantine::default(),
+    })
 }
 
 /// The current snapshot, replaced whole when a new run publishes.
@@ -174,7 +197,9 @@ pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 /// Loads the first snapshot, then polls the store every `every` in a thread
 /// of its own (the stores are blocking) and swaps in a new snapshot when the
 /// run log changed. A store that stops answering keeps the last snapshot.
-pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, StoreError> {
+/// With a `lake` URL, the same thread reads a sample of the quarantine of
+/// each new Silver run (the first one right away).
+pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -> Result<Shared, StoreError> {
     let mut store = medallion_store::open(url)?;
     let mut seen = store.versions()?;
     let first = load(store.as_mut(), &spec)?;
@@ -186,6 +211,9 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
     std::thread::Builder::new()
         .name("gold-watch".to_owned())
         .spawn(move || {
+            let mut lake = LakeSampler::new(lake);
+            let mut quarantine = lake.refresh(&Quarantine::default());
+            swap(&writer, |current| Snapshot { quarantine: quarantine.clone(), ..current.shallow() });
             loop {
                 std::thread::sleep(every);
                 let versions = match store.versions() {
@@ -198,11 +226,14 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
                 if versions == seen {
                     continue;
                 }
+                // The run log moved: a run started, failed or published, and
+                // may have built a new Silver.
+                quarantine = lake.refresh(&quarantine);
                 let reloaded = if versions.published == seen.published {
-                    // Only the run log moved (a run started or failed).
-                    store.runs(RUNS_KEPT).map(|runs| {
+                    store.runs(RUNS_KEPT).and_then(|runs| {
+                        let run_counts = store.run_counts()?;
                         let current = writer.read().unwrap_or_else(PoisonError::into_inner).clone();
-                        Snapshot { run_id: current.run_id.clone(), tables: current.tables.clone(), runs }
+                        Ok(Snapshot { runs, run_counts, ..current.shallow() })
                     })
                 } else {
                     load(store.as_mut(), &spec)
@@ -213,9 +244,13 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
                             tracing::info!(run = snapshot.run_id.as_deref().unwrap_or("none"), "new gold loaded");
                         }
                         seen = Versions { published: snapshot.run_id.clone(), ..versions };
+                        let snapshot = Snapshot { quarantine: quarantine.clone(), ..snapshot };
                         *writer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
                     }
-                    Err(e) => tracing::warn!("cannot reload Gold, serving the last snapshot: {e}"),
+                    Err(e) => {
+                        tracing::warn!("cannot reload Gold, serving the last snapshot: {e}");
+                        swap(&writer, |current| Snapshot { quarantine: quarantine.clone(), ..current.shallow() });
+                    }
                 }
             }
         })
@@ -224,4 +259,56 @@ pub fn watch(url: &str, spec: GoldSpec, every: Duration) -> Result<Shared, Store
             message: format!("cannot start the watcher: {e}"),
         })?;
     Ok(shared)
+}
+
+impl Snapshot {
+    /// The same tables, runs and quarantine (shared, not copied).
+    fn shallow(&self) -> Snapshot {
+        Snapshot {
+            run_id: self.run_id.clone(),
+            tables: self.tables.clone(),
+            runs: self.runs.clone(),
+            run_counts: self.run_counts.clone(),
+            quarantine: self.quarantine.clone(),
+        }
+    }
+}
+
+/// Replaces the shared snapshot with `change` of it.
+fn swap(shared: &Shared, change: impl FnOnce(&Snapshot) -> Snapshot) {
+    let current = shared.read().unwrap_or_else(PoisonError::into_inner).clone();
+    *shared.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(change(&current));
+}
+
+/// The lake the quarantine sample is read from, opened on first use.
+struct LakeSampler {
+    url: Option<String>,
+    lake: Option<Lake>,
+}
+
+impl LakeSampler {
+    fn new(url: Option<String>) -> Self {
+        LakeSampler { url, lake: None }
+    }
+
+    /// The sample of the Silver the lake holds now: `current` when that is
+    /// the run already sampled, or when the lake cannot be read (with why).
+    fn refresh(&mut self, current: &Quarantine) -> Quarantine {
+        let Some(url) = &self.url else { return Quarantine::default() };
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!("cannot read the quarantine sample from the lake: {e}");
+            Quarantine { sample: current.sample.clone(), error: Some(e.to_string()) }
+        };
+        if self.lake.is_none() {
+            match Lake::open(url) {
+                Ok(lake) => self.lake = Some(lake),
+                Err(e) => return failed(&e),
+            }
+        }
+        let Some(lake) = &self.lake else { return current.clone() };
+        match quarantine::read_if_new(lake, current.sample.as_ref()) {
+            Ok(sample) => Quarantine { sample, error: None },
+            Err(e) => failed(&e),
+        }
+    }
 }

@@ -19,7 +19,7 @@ use medallion_common::{cancel, date};
 use medallion_lake::{BronzeReport, IngestError, IngestOptions, Lake, Manifest, SourceSpec};
 use medallion_pipeline::Plan;
 use medallion_plugin::{Catalog, PluginError, Runtime};
-use medallion_store::{GoldStore, RunRecord, RunTable, StoreError};
+use medallion_store::{GoldStore, RunRecord, RunTable, StageTime, StoreError};
 
 use crate::gold::{self, GoldError, GoldOptions, GoldTableReport};
 use crate::silver::{self, SilverError, SilverOptions, SilverReport};
@@ -310,6 +310,7 @@ pub fn run(
         status: "running".to_owned(),
         error: None,
         tables: Vec::new(),
+        stages: Vec::new(),
     };
     if let Some(store) = store.as_mut() {
         store.begin_run(&record)?;
@@ -340,8 +341,9 @@ struct RunLog<'a> {
 }
 
 impl RunLog<'_> {
-    fn add(&mut self, summary: &StageSummary) {
+    fn add(&mut self, summary: &StageSummary, started_micros: i64) {
         self.record.tables.extend(summary.run_tables.iter().cloned());
+        self.record.stages.push(stage_time(summary.stage, started_micros));
     }
 
     fn end(&mut self, status: &str, error: Option<String>) -> Result<(), StoreError> {
@@ -363,6 +365,7 @@ fn stages_in_order(
 ) -> Result<(), RunError> {
     let mut bronze_partition = None;
     for stage in &options.stages {
+        let started_micros = now_micros();
         let summary = match stage {
             Stage::Bronze => {
                 let summary = land_bronze(run, &plan.sources, options.ingest_date.as_deref(), options.workers)?;
@@ -381,10 +384,10 @@ fn stages_in_order(
             Stage::Gold if plan.gold.tables.is_empty() => nothing(run, Stage::Gold),
             Stage::Gold => {
                 let catalog = load_catalog(catalog, &plan.plugins_dir)?;
-                build_gold(run, plan, catalog, log, options.workers)?
+                build_gold(run, plan, catalog, log, options.workers, started_micros)?
             }
         };
-        log.add(&summary);
+        log.add(&summary, started_micros);
         on_stage(&summary);
         medallion_common::faults::pause_at(&format!("after-{}", stage.name()));
     }
@@ -535,6 +538,7 @@ fn build_gold(
     catalog: &Catalog,
     log: &mut RunLog<'_>,
     workers: usize,
+    started_micros: i64,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
     let options = GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits };
@@ -549,9 +553,20 @@ fn build_gold(
     record.status = "succeeded".to_owned();
     record.ended_at = Some(date::rfc3339(now_micros()));
     record.tables.extend(run_tables.iter().cloned());
+    record.stages.push(stage_time(Stage::Gold, started_micros));
     cancel::check()?;
     store.publish(&tables, &record)?;
     log.published = true;
+    // The publish is part of Gold's time: the entry is written again with
+    // it (Gold is live already; a failure here only loses that figure).
+    let ended_micros = now_micros();
+    record.ended_at = Some(date::rfc3339(ended_micros));
+    if let Some(gold) = record.stages.last_mut() {
+        gold.seconds = (ended_micros - started_micros) as f64 / 1e6;
+    }
+    if let Err(e) = store.end_run(&record) {
+        tracing::warn!("the run log could not record Gold's publish time: {e}");
+    }
     Ok(StageSummary {
         stage: Stage::Gold,
         run_id: run.id.clone(),
@@ -561,6 +576,15 @@ fn build_gold(
         report: StageReport::Gold { tables: reports, computed_seconds },
         run_tables,
     })
+}
+
+/// A stage that started at `started_micros` and ends now, for the run log.
+fn stage_time(stage: Stage, started_micros: i64) -> StageTime {
+    StageTime {
+        stage: stage.name().to_owned(),
+        started_at: date::rfc3339(started_micros),
+        seconds: (now_micros() - started_micros).max(0) as f64 / 1e6,
+    }
 }
 
 fn now_micros() -> i64 {

@@ -22,6 +22,6 @@ mod store;
 
 pub use bronze::{BronzeReport, IngestError, IngestOptions, SourceSpec, TableReport, ingest};
 pub use lock::{Holder, RunLock};
-pub use manifest::{Manifest, TableFiles};
+pub use manifest::{Manifest, SILVER_PARTITION, SILVER_ZONE, TableFiles};
 pub use parts::{ParquetTable, PartWriter, RowGroup, table_properties};
 pub use store::{Lake, LakeError};

@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Lake, LakeError};
 
+/// The zone Silver is published in.
+pub const SILVER_ZONE: &str = "silver";
+/// Silver's one partition: the current snapshot (what readers of Silver and
+/// its quarantine open).
+pub const SILVER_PARTITION: &str = "current";
+
 /// One committed partition of a zone (say, Bronze for one ingest date).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

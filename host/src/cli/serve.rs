@@ -40,7 +40,8 @@ pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
         .gold_store
         .clone()
         .ok_or_else(|| Failure::config("gold.store is not set: give sqlite:PATH or a postgres:// URL"))?;
-    let gold = api::snapshot::watch(&url, plan.gold.clone(), Duration::from_secs(args.poll_seconds.max(1)))
+    let every = Duration::from_secs(args.poll_seconds.max(1));
+    let gold = api::snapshot::watch(&url, plan.gold.clone(), Some(plan.lake.clone()), every)
         .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
     let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
     let options = ServeOptions {
@@ -48,10 +49,13 @@ pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         workers,
         expensive_at_once: plan.server.expensive_requests_at_once.unwrap_or(workers - 1).max(1),
+        pipeline: api::ui::Pipeline::of(&plan),
     };
     api::serve(gold, auth, options, |address| {
         // The line scripts and tests wait for.
-        println!("listening on http://{address} (OData: http://{address}/odata/, docs: http://{address}/docs)");
+        println!(
+            "listening on http://{address} (OData: http://{address}/odata/, docs: http://{address}/docs, pages: http://{address}/ui)"
+        );
     })
     .map_err(|e| Failure { exit: Exit::Store, message: format!("cannot serve on {listen}: {e}") })
 }

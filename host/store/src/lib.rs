@@ -75,6 +75,19 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Per stage and table: rows, quarantine and plugin.
     pub tables: Vec<RunTable>,
+    /// The stages that ended, with their times.
+    pub stages: Vec<StageTime>,
+}
+
+/// When a stage of a run started and how long it took.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StageTime {
+    /// `bronze`, `silver` or `gold`.
+    pub stage: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Wall time, seconds (Gold's includes its publish).
+    pub seconds: f64,
 }
 
 /// One table of a run.
@@ -161,6 +174,8 @@ pub trait GoldStore: Send {
     fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
     /// The latest runs, newest first, as JSON objects.
     fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// How many runs the log holds, by status.
+    fn run_counts(&mut self) -> Result<BTreeMap<String, u64>, StoreError>;
     /// The run whose Gold tables are live (the latest that published Gold)
     /// and the latest run of any status: what tells a reader that something
     /// changed.
@@ -190,4 +205,9 @@ pub fn open(url: &str) -> Result<Box<dyn GoldStore>, StoreError> {
 /// Quarantined rows per reason as the run log keeps them: a JSON object.
 fn reasons_json(reasons: &BTreeMap<String, u64>) -> String {
     serde_json::to_string(reasons).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A stage's time as the run log's JSON shows it.
+fn stage_json(stage: String, started_at: String, seconds: f64) -> serde_json::Value {
+    serde_json::json!({ "stage": stage, "started_at": started_at, "seconds": seconds })
 }

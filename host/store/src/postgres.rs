@@ -3,6 +3,7 @@
 //! transaction. Under MVCC a reader sees the old tables until the commit,
 //! then the new ones; a server that stops mid-load rolls everything back.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,7 +17,7 @@ use medallion_common::date;
 use crate::tls::{self, SslMode};
 use crate::{
     Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
-    check_types, declared_type, quote, reasons_json,
+    check_types, declared_type, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS datamart.runs (
 CREATE TABLE IF NOT EXISTS datamart.run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
-    plugin_config TEXT, position SERIAL, PRIMARY KEY (run_id, stage, table_name));";
+    plugin_config TEXT, position SERIAL, PRIMARY KEY (run_id, stage, table_name));
+CREATE TABLE IF NOT EXISTS datamart.run_stages (
+    run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, stage));";
 
 /// `url` without its password, for messages.
 pub fn redact(url: &str) -> String {
@@ -168,6 +172,13 @@ async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Res
         let params: [&(dyn ToSql + Sync); 10] =
             [&run.run_id, &t.stage, &t.table, &rows, &quarantined, &reasons, &name, &version, &sha256, &config];
         tx.execute(&insert, &params).await?;
+    }
+    tx.execute("DELETE FROM datamart.run_stages WHERE run_id = $1", &[&run.run_id]).await?;
+    let insert = tx
+        .prepare("INSERT INTO datamart.run_stages (run_id, stage, started_at, seconds) VALUES ($1, $2, $3, $4)")
+        .await?;
+    for s in &run.stages {
+        tx.execute(&insert, &[&run.run_id as &(dyn ToSql + Sync), &s.stage, &s.started_at, &s.seconds]).await?;
     }
     Ok(())
 }
@@ -362,6 +373,15 @@ impl GoldStore for PostgresStore {
                         })
                     })
                     .collect();
+                let stages = client
+                    .query(
+                        "SELECT stage, started_at, seconds FROM datamart.run_stages WHERE run_id = $1 ORDER BY started_at, stage",
+                        &[&run_id],
+                    )
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                let stages: Vec<serde_json::Value> =
+                    stages.iter().map(|r| stage_json(r.get(0), r.get(1), r.get(2))).collect();
                 out.push(serde_json::json!({
                     "run_id": run_id,
                     "started_at": run.get::<_, String>(1),
@@ -369,9 +389,21 @@ impl GoldStore for PostgresStore {
                     "status": run.get::<_, String>(3),
                     "error": run.get::<_, Option<String>>(4),
                     "tables": tables,
+                    "stages": stages,
                 }));
             }
             Ok(out)
+        })
+    }
+
+    fn run_counts(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.runtime.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            let rows = client
+                .query("SELECT status, COUNT(*) FROM datamart.runs GROUP BY status", &[])
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64)).collect())
         })
     }
 

@@ -2,6 +2,7 @@
 //! tables while a run writes; every table is built as `<name>__new` and
 //! swapped in by the same transaction that records the run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -11,7 +12,7 @@ use medallion_common::date;
 
 use crate::{
     Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
-    check_types, declared_type, quote, reasons_json,
+    check_types, declared_type, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -30,7 +31,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
-    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));";
+    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
+CREATE TABLE IF NOT EXISTS run_stages (
+    run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, stage));";
 
 impl SqliteStore {
     /// Opens (or creates) the file and the run log.
@@ -81,6 +85,12 @@ fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
             plugin.map(|p| &p.sha256),
             plugin.map(|p| p.config.to_string()),
         ])?;
+    }
+    tx.execute("DELETE FROM run_stages WHERE run_id = ?1", params![run.run_id])?;
+    let mut insert =
+        tx.prepare("INSERT INTO run_stages (run_id, stage, started_at, seconds) VALUES (?1, ?2, ?3, ?4)")?;
+    for s in &run.stages {
+        insert.execute(params![run.run_id, s.stage, s.started_at, s.seconds])?;
     }
     Ok(())
 }
@@ -188,8 +198,18 @@ impl GoldStore for SqliteStore {
             .connection
             .prepare("SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config FROM run_tables WHERE run_id = ?1 ORDER BY rowid")
             .map_err(|e| self.fail(e))?;
+        let mut stages = self
+            .connection
+            .prepare("SELECT stage, started_at, seconds FROM run_stages WHERE run_id = ?1 ORDER BY started_at, rowid")
+            .map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
         for (run_id, started_at, ended_at, status, error) in runs {
+            let times: Vec<serde_json::Value> = stages
+                .query_map(params![run_id], |r| {
+                    Ok(stage_json(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.fail(e))?;
             let rows: Vec<serde_json::Value> = tables
                 .query_map(params![run_id], |r| {
                     let reasons: String = r.get(4)?;
@@ -210,10 +230,19 @@ impl GoldStore for SqliteStore {
                 .map_err(|e| self.fail(e))?;
             out.push(serde_json::json!({
                 "run_id": run_id, "started_at": started_at, "ended_at": ended_at,
-                "status": status, "error": error, "tables": rows,
+                "status": status, "error": error, "tables": rows, "stages": times,
             }));
         }
         Ok(out)
+    }
+
+    fn run_counts(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut statement =
+            self.connection.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status").map_err(|e| self.fail(e))?;
+        statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.fail(e))
     }
 
     fn versions(&mut self) -> Result<Versions, StoreError> {

@@ -54,9 +54,9 @@ pub use hive::hive_ddl;
 use rules::{Rules, count_reasons};
 
 /// The zone and the one partition Silver is published as (a snapshot).
-pub const ZONE: &str = "silver";
+pub const ZONE: &str = medallion_lake::SILVER_ZONE;
 /// Silver's partition: the current snapshot.
-pub const PARTITION: &str = "current";
+pub const PARTITION: &str = medallion_lake::SILVER_PARTITION;
 /// Bronze's lineage columns, which plugins do not see.
 const LINEAGE: [&str; 3] = ["_source", "_ingested_at", "_run_id"];
 /// The position column.

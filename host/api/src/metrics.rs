@@ -1,0 +1,194 @@
+//! `GET /metrics`: the server's and the runs' figures in the Prometheus text
+//! format (version 0.0.4), for operators' monitoring.
+//!
+//! HTTP requests are counted by route and status, with a latency histogram
+//! per route; routes are families (`/gold/*`, `/odata`, `/ui`, ...),
+//! so a client cannot grow the series by asking for new paths. The runs'
+//! figures come from the run log the server already holds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::snapshot::Snapshot;
+
+/// The latency histogram's upper bounds, seconds.
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// What the server counts as it answers.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    http: Mutex<BTreeMap<&'static str, Route>>,
+}
+
+/// One route family's requests.
+#[derive(Debug, Default)]
+struct Route {
+    by_status: BTreeMap<u16, u64>,
+    /// Requests at or under each of [`BUCKETS`] (not cumulative).
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    seconds: f64,
+}
+
+impl Metrics {
+    /// Counts a request to `path` answered with `status` after `elapsed`.
+    pub(crate) fn observe(&self, path: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        let route = http.entry(family(path)).or_default();
+        *route.by_status.entry(status).or_default() += 1;
+        if let Some(bucket) = BUCKETS.iter().position(|&le| seconds <= le) {
+            route.buckets[bucket] += 1;
+        }
+        route.count += 1;
+        route.seconds += seconds;
+    }
+
+    /// The text `/metrics` answers with.
+    pub(crate) fn render(&self, snapshot: &Snapshot) -> String {
+        let mut out = String::with_capacity(8192);
+        self.render_http(&mut out);
+        render_runs(&mut out, snapshot);
+        out
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        header(out, "medallion_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+        for (route, counts) in http.iter() {
+            for (status, n) in &counts.by_status {
+                let _ = writeln!(out, "medallion_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        let name = "medallion_http_request_duration_seconds";
+        header(out, name, "histogram", "Time to answer an HTTP request (to its headers), by route.");
+        for (route, counts) in http.iter() {
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(counts.buckets) {
+                cumulative += n;
+                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", counts.count);
+            let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {}", counts.seconds);
+            let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {}", counts.count);
+        }
+    }
+}
+
+/// The route family of `path`: a fixed set of values.
+fn family(path: &str) -> &'static str {
+    match path {
+        "/health" => "/health",
+        "/docs" | "/docs/" => "/docs",
+        "/openapi.json" => "/openapi.json",
+        "/auth/login" => "/auth/login",
+        "/runs" => "/runs",
+        "/metrics" => "/metrics",
+        "/gold/tables" => "/gold/tables",
+        _ if path == "/odata" || path.starts_with("/odata/") => "/odata",
+        _ if path == "/ui" || path.starts_with("/ui/") => "/ui",
+        _ if path.starts_with("/gold/") => "/gold/*",
+        _ => "other",
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value, escaped as the text format asks.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The runs' figures: runs by status, and the latest run's stages, rows and
+/// quarantine, and the Gold run being served.
+fn render_runs(out: &mut String, snapshot: &Snapshot) {
+    header(out, "medallion_runs", "gauge", "Runs in the run log, by status.");
+    for (status, n) in &snapshot.run_counts {
+        let _ = writeln!(out, "medallion_runs{{status=\"{}\"}} {n}", label(status));
+    }
+    header(out, "medallion_gold_served_info", "gauge", "The run whose Gold tables the server answers from.");
+    if let Some(run) = &snapshot.run_id {
+        let _ = writeln!(out, "medallion_gold_served_info{{run_id=\"{}\"}} 1", label(run));
+    }
+    let Some(last) = snapshot.runs.first() else { return };
+    let run_id = label(last["run_id"].as_str().unwrap_or_default());
+    let status = label(last["status"].as_str().unwrap_or_default());
+    header(out, "medallion_last_run_info", "gauge", "The latest run and its status.");
+    let _ = writeln!(out, "medallion_last_run_info{{run_id=\"{run_id}\",status=\"{status}\"}} 1");
+    header(out, "medallion_last_run_stage_seconds", "gauge", "Wall time of each stage of the latest run.");
+    for stage in last["stages"].as_array().into_iter().flatten() {
+        let name = label(stage["stage"].as_str().unwrap_or_default());
+        let seconds = stage["seconds"].as_f64().unwrap_or_default();
+        let _ = writeln!(out, "medallion_last_run_stage_seconds{{stage=\"{name}\"}} {seconds}");
+    }
+    let tables = last["tables"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = "medallion_last_run_rows";
+    header(out, rows, "gauge", "Rows each table of the latest run holds, by stage and table.");
+    for t in tables {
+        let (stage, table) =
+            (label(t["stage"].as_str().unwrap_or_default()), label(t["table"].as_str().unwrap_or_default()));
+        let _ =
+            writeln!(out, "{rows}{{stage=\"{stage}\",table=\"{table}\"}} {}", t["rows"].as_u64().unwrap_or_default());
+    }
+    let quarantined = "medallion_last_run_quarantined_rows";
+    header(out, quarantined, "gauge", "Rows the latest run quarantined, by stage, table and reason.");
+    for t in tables {
+        let (stage, table) =
+            (label(t["stage"].as_str().unwrap_or_default()), label(t["table"].as_str().unwrap_or_default()));
+        let reasons = t["reasons"].as_object();
+        match reasons.filter(|r| !r.is_empty()) {
+            Some(reasons) => {
+                for (reason, n) in reasons {
+                    let (reason, n) = (label(reason), n.as_u64().unwrap_or_default());
+                    let _ =
+                        writeln!(out, "{quarantined}{{stage=\"{stage}\",table=\"{table}\",reason=\"{reason}\"}} {n}");
+                }
+            }
+            None => {
+                let n = t["quarantined"].as_u64().unwrap_or_default();
+                let _ = writeln!(out, "{quarantined}{{stage=\"{stage}\",table=\"{table}\",reason=\"\"}} {n}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_a_fixed_set_of_families() {
+        assert_eq!(family("/gold/sales/daily"), "/gold/*");
+        assert_eq!(family("/odata/dm_sales_daily"), "/odata");
+        assert_eq!(family("/ui/runs"), "/ui");
+        assert_eq!(family("/../../etc/passwd"), "other");
+        assert_eq!(family("/gold/tables"), "/gold/tables");
+    }
+
+    #[test]
+    fn the_histogram_is_cumulative_and_counts_every_request() {
+        let metrics = Metrics::default();
+        metrics.observe("/health", 200, Duration::from_micros(500));
+        metrics.observe("/health", 200, Duration::from_millis(30));
+        metrics.observe("/health", 503, Duration::from_secs(60));
+        let mut out = String::new();
+        metrics.render_http(&mut out);
+        assert!(out.contains("medallion_http_requests_total{route=\"/health\",status=\"200\"} 2\n"), "{out}");
+        assert!(out.contains("medallion_http_requests_total{route=\"/health\",status=\"503\"} 1\n"), "{out}");
+        assert!(out.contains("_bucket{route=\"/health\",le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("_bucket{route=\"/health\",le=\"0.05\"} 2\n"), "{out}");
+        assert!(out.contains("_bucket{route=\"/health\",le=\"10\"} 2\n"), "{out}");
+        assert!(out.contains("_bucket{route=\"/health\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("_count{route=\"/health\"} 3\n"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

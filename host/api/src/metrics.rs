@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use crate::snapshot::Snapshot;
 
+/// Quarantine reasons given a series of their own per table.
+const REASON_SERIES: usize = 20;
+
 /// The latency histogram's upper bounds, seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -104,8 +107,8 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The runs' figures: runs by status, and the latest run's stages, rows and
-/// quarantine, and the Gold run being served.
+/// The runs' figures: runs by status, the Gold run being served, the latest
+/// run, and the stages, rows and quarantine of the latest that ended.
 fn render_runs(out: &mut String, snapshot: &Snapshot) {
     header(out, "medallion_runs", "gauge", "Runs in the run log, by status.");
     for (status, n) in &snapshot.run_counts {
@@ -115,44 +118,56 @@ fn render_runs(out: &mut String, snapshot: &Snapshot) {
     if let Some(run) = &snapshot.run_id {
         let _ = writeln!(out, "medallion_gold_served_info{{run_id=\"{}\"}} 1", label(run));
     }
-    let Some(last) = snapshot.runs.first() else { return };
-    let run_id = label(last["run_id"].as_str().unwrap_or_default());
-    let status = label(last["status"].as_str().unwrap_or_default());
-    header(out, "medallion_last_run_info", "gauge", "The latest run and its status.");
-    let _ = writeln!(out, "medallion_last_run_info{{run_id=\"{run_id}\",status=\"{status}\"}} 1");
-    header(out, "medallion_last_run_stage_seconds", "gauge", "Wall time of each stage of the latest run.");
-    for stage in last["stages"].as_array().into_iter().flatten() {
-        let name = label(stage["stage"].as_str().unwrap_or_default());
-        let seconds = stage["seconds"].as_f64().unwrap_or_default();
-        let _ = writeln!(out, "medallion_last_run_stage_seconds{{stage=\"{name}\"}} {seconds}");
+    if let Some(latest) = snapshot.runs.first() {
+        let run_id = label(latest["run_id"].as_str().unwrap_or_default());
+        let status = label(latest["status"].as_str().unwrap_or_default());
+        header(out, "medallion_last_run_info", "gauge", "The latest run (running or ended) and its status.");
+        let _ = writeln!(out, "medallion_last_run_info{{run_id=\"{run_id}\",status=\"{status}\"}} 1");
     }
-    let tables = last["tables"].as_array().map(Vec::as_slice).unwrap_or_default();
+    // The figures of the latest run that ended: a running run's would make
+    // the series come and go.
+    if let Some(last) = snapshot.runs.iter().find(|r| r["status"] != "running") {
+        render_last_run(out, last);
+    }
+}
+
+/// The stages, rows and quarantine of `run`.
+fn render_last_run(out: &mut String, run: &serde_json::Value) {
+    let name = "medallion_last_run_stage_seconds";
+    header(out, name, "gauge", "Wall time of each stage of the latest run that ended.");
+    for stage in run["stages"].as_array().into_iter().flatten() {
+        let stage_name = label(stage["stage"].as_str().unwrap_or_default());
+        let seconds = stage["seconds"].as_f64().unwrap_or_default();
+        let _ = writeln!(out, "{name}{{stage=\"{stage_name}\"}} {seconds}");
+    }
+    let tables = run["tables"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let labels = |t: &serde_json::Value| {
+        let (stage, table) = (t["stage"].as_str().unwrap_or_default(), t["table"].as_str().unwrap_or_default());
+        format!("stage=\"{}\",table=\"{}\"", label(stage), label(table))
+    };
     let rows = "medallion_last_run_rows";
-    header(out, rows, "gauge", "Rows each table of the latest run holds, by stage and table.");
+    header(out, rows, "gauge", "Rows each table of the latest run that ended holds, by stage and table.");
     for t in tables {
-        let (stage, table) =
-            (label(t["stage"].as_str().unwrap_or_default()), label(t["table"].as_str().unwrap_or_default()));
-        let _ =
-            writeln!(out, "{rows}{{stage=\"{stage}\",table=\"{table}\"}} {}", t["rows"].as_u64().unwrap_or_default());
+        let _ = writeln!(out, "{rows}{{{}}} {}", labels(t), t["rows"].as_u64().unwrap_or_default());
     }
     let quarantined = "medallion_last_run_quarantined_rows";
-    header(out, quarantined, "gauge", "Rows the latest run quarantined, by stage, table and reason.");
+    let help = "Rows the latest run that ended quarantined, by stage, table and reason (the 20 most frequent per table, the rest as (other)).";
+    header(out, quarantined, "gauge", help);
     for t in tables {
-        let (stage, table) =
-            (label(t["stage"].as_str().unwrap_or_default()), label(t["table"].as_str().unwrap_or_default()));
-        let reasons = t["reasons"].as_object();
-        match reasons.filter(|r| !r.is_empty()) {
-            Some(reasons) => {
-                for (reason, n) in reasons {
-                    let (reason, n) = (label(reason), n.as_u64().unwrap_or_default());
-                    let _ =
-                        writeln!(out, "{quarantined}{{stage=\"{stage}\",table=\"{table}\",reason=\"{reason}\"}} {n}");
-                }
-            }
-            None => {
-                let n = t["quarantined"].as_u64().unwrap_or_default();
-                let _ = writeln!(out, "{quarantined}{{stage=\"{stage}\",table=\"{table}\",reason=\"\"}} {n}");
-            }
+        let Some(reasons) = t["reasons"].as_object().filter(|r| !r.is_empty()) else {
+            let n = t["quarantined"].as_u64().unwrap_or_default();
+            let _ = writeln!(out, "{quarantined}{{{},reason=\"\"}} {n}", labels(t));
+            continue;
+        };
+        // A plugin chooses its reasons: the series are bounded.
+        let mut reasons: Vec<(&String, u64)> = reasons.iter().map(|(r, n)| (r, n.as_u64().unwrap_or(0))).collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        for (reason, n) in reasons.iter().take(REASON_SERIES) {
+            let _ = writeln!(out, "{quarantined}{{{},reason=\"{}\"}} {n}", labels(t), label(reason));
+        }
+        if reasons.len() > REASON_SERIES {
+            let other: u64 = reasons.iter().skip(REASON_SERIES).map(|(_, n)| n).sum();
+            let _ = writeln!(out, "{quarantined}{{{},reason=\"(other)\"}} {other}", labels(t));
         }
     }
 }
@@ -185,6 +200,19 @@ mod tests {
         assert!(out.contains("_bucket{route=\"/health\",le=\"10\"} 2\n"), "{out}");
         assert!(out.contains("_bucket{route=\"/health\",le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("_count{route=\"/health\"} 3\n"), "{out}");
+    }
+
+    #[test]
+    fn reasons_get_at_most_twenty_series_per_table() {
+        let reasons: serde_json::Map<String, serde_json::Value> =
+            (0..30).map(|i| (format!("reason {i:02}"), serde_json::json!(100 - i))).collect();
+        let run = serde_json::json!({"status": "succeeded", "stages": [],
+            "tables": [{"stage": "silver", "table": "t", "rows": 5, "quarantined": 1, "reasons": reasons}]});
+        let mut out = String::new();
+        render_last_run(&mut out, &run);
+        assert_eq!(out.matches("medallion_last_run_quarantined_rows{").count(), REASON_SERIES + 1, "{out}");
+        let other: u64 = (20..30).map(|i| 100 - i).sum();
+        assert!(out.contains(&format!("reason=\"(other)\"}} {other}\n")), "{out}");
     }
 
     #[test]

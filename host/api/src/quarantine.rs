@@ -4,8 +4,10 @@
 //!
 //! The lake keeps the quarantine of the Silver it holds (the latest run that
 //! built Silver), so a sample exists for that run only. It is read once per
-//! Silver run, by the thread that watches the Gold store, and reading stops
-//! as soon as every reason has its rows: a page never touches the lake.
+//! Silver run, by the thread that watches the Gold store, after Gold is
+//! reloaded; the work is bounded (the first file of each kind per table, at
+//! most [`SCAN_ROWS`] rows of it, [`REASONS`] reasons): a page never touches
+//! the lake.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,11 +16,16 @@ use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
 use arrow_cast::cast;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
-use medallion_lake::{Lake, LakeError, Manifest, SILVER_PARTITION, SILVER_ZONE};
+use arrow_schema::Schema;
+use medallion_lake::{Lake, LakeError, Manifest, ParquetTable, SILVER_PARTITION, SILVER_ZONE};
 
 /// Rows kept per table and reason.
 pub const PER_REASON: usize = 5;
-/// The longest value shown, in characters.
+/// Reasons sampled per table (a plugin chooses its reasons: a bound).
+pub const REASONS: usize = 50;
+/// Rows scanned per quarantine file, at most.
+const SCAN_ROWS: usize = 200_000;
+/// The longest value or reason shown, in characters.
 const VALUE_CHARS: usize = 120;
 
 /// The sample of one Silver run.
@@ -58,26 +65,38 @@ pub fn read_if_new(lake: &Lake, current: Option<&Arc<Sample>>) -> Result<Option<
     read(lake, &manifest).map(|sample| Some(Arc::new(sample)))
 }
 
-/// The sample of the quarantine files `manifest` names.
+/// The sample of the quarantine files `manifest` names. Bounded work: per
+/// table, the first file of each kind (`clean-`, `checks-`, `nulled-`),
+/// and in it at most [`SCAN_ROWS`] rows, row group by row group.
 fn read(lake: &Lake, manifest: &Manifest) -> Result<Sample, LakeError> {
     let mut sample = Sample { run_id: manifest.run_id.clone(), tables: BTreeMap::new() };
     for (table, files) in &manifest.tables {
         let mut taken = TableSample { source: files.source.clone(), reasons: BTreeMap::new() };
-        let complete = |taken: &TableSample| {
-            files.reasons.keys().all(|r| taken.reasons.get(r).is_some_and(|rows| rows.len() >= PER_REASON))
-        };
+        let mut kinds_read = Vec::new();
         for file in &files.quarantine_files {
-            if complete(&taken) {
-                break;
+            let name = file.rsplit('/').next().unwrap_or(file);
+            let kind = name.split('-').next().unwrap_or(name);
+            if kinds_read.contains(&kind) {
+                continue;
             }
+            kinds_read.push(kind);
             // A `nulled` file holds values that became null in rows that
             // were kept: shown apart from the rows quarantined.
-            let nulled = file.rsplit('/').next().is_some_and(|name| name.starts_with("nulled-"));
-            for batch in lake.read_parquet(std::slice::from_ref(file))? {
-                take_rows(&batch, nulled, &mut taken.reasons);
+            let nulled = kind == "nulled";
+            let parquet = ParquetTable::open(lake, std::slice::from_ref(file), Arc::new(Schema::empty()))?;
+            let mut scanned = 0;
+            'groups: for group in parquet.row_groups() {
+                for batch in parquet.read(lake, group, 8192)? {
+                    let batch = batch?;
+                    scanned += batch.num_rows();
+                    take_rows(&batch, nulled, &mut taken.reasons);
+                    if scanned >= SCAN_ROWS {
+                        break 'groups;
+                    }
+                }
             }
         }
-        if files.quarantined > 0 || !taken.reasons.is_empty() {
+        if !taken.reasons.is_empty() {
             sample.tables.insert(table.clone(), taken);
         }
     }
@@ -103,8 +122,12 @@ fn take_rows(batch: &RecordBatch, nulled: bool, reasons: &mut BTreeMap<String, V
     let formatters: Vec<Option<ArrayFormatter<'_>>> =
         shown.iter().map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options).ok()).collect();
     for row in 0..batch.num_rows() {
-        let why = if reason.is_valid(row) { reason.value(row) } else { "(none)" };
-        let why = if nulled { format!("{why}{NULLED}") } else { why.to_owned() };
+        // A null reason is counted as `unknown` by the stages.
+        let why = shorten(if reason.is_valid(row) { reason.value(row) } else { "unknown" });
+        let why = if nulled { format!("{why}{NULLED}") } else { why };
+        if !reasons.contains_key(&why) && reasons.len() >= REASONS {
+            continue;
+        }
         let rows = reasons.entry(why).or_default();
         if rows.len() >= PER_REASON {
             continue;
@@ -137,7 +160,7 @@ fn shorten(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use arrow_array::ArrayRef;
-    use arrow_schema::{Field, Schema};
+    use arrow_schema::Field;
 
     use super::*;
 
@@ -177,6 +200,18 @@ mod tests {
         take_rows(&batch, true, &mut reasons);
         assert_eq!(reasons.keys().collect::<Vec<_>>(), [&format!("bad_date{NULLED}")]);
         assert_eq!(reasons[&format!("bad_date{NULLED}")][0].position, None, "no `_row` column: no position");
+    }
+
+    #[test]
+    fn reasons_are_bounded_and_a_null_reason_is_unknown() {
+        let schema = Schema::new(vec![Field::new("_reason", DataType::Utf8, true)]);
+        let why: Vec<Option<String>> = (0..REASONS + 10).map(|i| (i > 0).then(|| format!("bad {i}"))).collect();
+        let batch =
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(StringArray::from(why)) as ArrayRef]).expect("batch");
+        let mut reasons = BTreeMap::new();
+        take_rows(&batch, false, &mut reasons);
+        assert_eq!(reasons.len(), REASONS);
+        assert!(reasons.contains_key("unknown"), "{:?}", reasons.keys());
     }
 
     #[test]

@@ -125,8 +125,10 @@ pub struct Snapshot {
 pub struct Quarantine {
     /// The sample of the Silver the lake holds, once read.
     pub sample: Option<Arc<Sample>>,
-    /// Why it could not be read (the lake unreachable, say), if so.
+    /// Why the last read failed (the lake unreachable, say), if it did.
     pub error: Option<String>,
+    /// Whether the lake was read (or tried) since the server started.
+    pub checked: bool,
 }
 
 impl Snapshot {
@@ -212,8 +214,7 @@ pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -
         .name("gold-watch".to_owned())
         .spawn(move || {
             let mut lake = LakeSampler::new(lake);
-            let mut quarantine = lake.refresh(&Quarantine::default());
-            swap(&writer, |current| Snapshot { quarantine: quarantine.clone(), ..current.shallow() });
+            lake.refresh(&writer);
             loop {
                 std::thread::sleep(every);
                 let versions = match store.versions() {
@@ -224,12 +225,13 @@ pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -
                     }
                 };
                 if versions == seen {
+                    if lake.retry_due() {
+                        lake.refresh(&writer);
+                    }
                     continue;
                 }
-                // The run log moved: a run started, failed or published, and
-                // may have built a new Silver.
-                quarantine = lake.refresh(&quarantine);
                 let reloaded = if versions.published == seen.published {
+                    // Only the run log moved (a run started, ended or failed).
                     store.runs(RUNS_KEPT).and_then(|runs| {
                         let run_counts = store.run_counts()?;
                         let current = writer.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -244,14 +246,13 @@ pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -
                             tracing::info!(run = snapshot.run_id.as_deref().unwrap_or("none"), "new gold loaded");
                         }
                         seen = Versions { published: snapshot.run_id.clone(), ..versions };
-                        let snapshot = Snapshot { quarantine: quarantine.clone(), ..snapshot };
-                        *writer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+                        swap(&writer, |current| Snapshot { quarantine: current.quarantine.clone(), ..snapshot });
                     }
-                    Err(e) => {
-                        tracing::warn!("cannot reload Gold, serving the last snapshot: {e}");
-                        swap(&writer, |current| Snapshot { quarantine: quarantine.clone(), ..current.shallow() });
-                    }
+                    Err(e) => tracing::warn!("cannot reload Gold, serving the last snapshot: {e}"),
                 }
+                // After Gold, so a new run is served without waiting for the
+                // lake: the run may have built a new Silver.
+                lake.refresh(&writer);
             }
         })
         .map_err(|e| StoreError {
@@ -280,35 +281,58 @@ fn swap(shared: &Shared, change: impl FnOnce(&Snapshot) -> Snapshot) {
     *shared.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(change(&current));
 }
 
+/// How long after a failed read of the lake the sample is tried again.
+const LAKE_RETRY: Duration = Duration::from_secs(30);
+
 /// The lake the quarantine sample is read from, opened on first use.
 struct LakeSampler {
     url: Option<String>,
     lake: Option<Lake>,
+    /// When to try again after a failed read.
+    retry_at: Option<std::time::Instant>,
 }
 
 impl LakeSampler {
     fn new(url: Option<String>) -> Self {
-        LakeSampler { url, lake: None }
+        LakeSampler { url, lake: None, retry_at: None }
     }
 
-    /// The sample of the Silver the lake holds now: `current` when that is
-    /// the run already sampled, or when the lake cannot be read (with why).
-    fn refresh(&mut self, current: &Quarantine) -> Quarantine {
-        let Some(url) = &self.url else { return Quarantine::default() };
-        let failed = |e: &dyn std::fmt::Display| {
-            tracing::warn!("cannot read the quarantine sample from the lake: {e}");
-            Quarantine { sample: current.sample.clone(), error: Some(e.to_string()) }
-        };
-        if self.lake.is_none() {
-            match Lake::open(url) {
-                Ok(lake) => self.lake = Some(lake),
-                Err(e) => return failed(&e),
+    /// Whether the last read failed and it is time to try again.
+    fn retry_due(&self) -> bool {
+        self.retry_at.is_some_and(|at| std::time::Instant::now() >= at)
+    }
+
+    /// Reads the sample of the Silver the lake holds now (unless it is the
+    /// run already sampled) and swaps it into `shared`; on failure keeps
+    /// the last sample, with why, and tries again after [`LAKE_RETRY`].
+    fn refresh(&mut self, shared: &Shared) {
+        let current = shared.read().unwrap_or_else(PoisonError::into_inner).quarantine.clone();
+        let quarantine = match self.read(&current) {
+            Ok(sample) => {
+                self.retry_at = None;
+                Quarantine { sample, error: None, checked: true }
             }
+            Err(e) => {
+                tracing::warn!("cannot read the quarantine sample from the lake: {e}");
+                self.retry_at = Some(std::time::Instant::now() + LAKE_RETRY);
+                Quarantine { sample: current.sample.clone(), error: Some(e), checked: true }
+            }
+        };
+        swap(shared, |snapshot| Snapshot { quarantine, ..snapshot.shallow() });
+    }
+
+    fn read(&mut self, current: &Quarantine) -> Result<Option<Arc<Sample>>, String> {
+        let Some(url) = &self.url else { return Err("the server was not given the lake".to_owned()) };
+        if self.lake.is_none() {
+            // A local lake that does not exist yet holds no Silver (and the
+            // server creates no folder).
+            let local = url.strip_prefix("file://").unwrap_or(url);
+            if (!url.contains("://") || url.starts_with("file://")) && !std::path::Path::new(local).exists() {
+                return Ok(None);
+            }
+            self.lake = Some(Lake::open(url).map_err(|e| e.to_string())?);
         }
-        let Some(lake) = &self.lake else { return current.clone() };
-        match quarantine::read_if_new(lake, current.sample.as_ref()) {
-            Ok(sample) => Quarantine { sample, error: None },
-            Err(e) => failed(&e),
-        }
+        let Some(lake) = &self.lake else { return Ok(None) };
+        quarantine::read_if_new(lake, current.sample.as_ref()).map_err(|e| e.to_string())
     }
 }

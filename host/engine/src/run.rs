@@ -366,25 +366,33 @@ fn stages_in_order(
     let mut bronze_partition = None;
     for stage in &options.stages {
         let started_micros = now_micros();
-        let summary = match stage {
+        let mut one_stage = || match stage {
             Stage::Bronze => {
                 let summary = land_bronze(run, &plan.sources, options.ingest_date.as_deref(), options.workers)?;
                 bronze_partition = Some(summary.partition.clone());
-                summary
+                Ok(summary)
             }
-            Stage::Silver if plan.silver.tables.is_empty() => nothing(run, Stage::Silver),
+            Stage::Silver if plan.silver.tables.is_empty() => Ok(nothing(run, Stage::Silver)),
             Stage::Silver => {
                 let partition = match bronze_partition.take() {
                     Some(partition) => partition,
                     None => latest_bronze(run, options.ingest_date.as_deref())?,
                 };
                 let catalog = load_catalog(catalog, &plan.plugins_dir)?;
-                build_silver(run, plan, catalog, partition, options.workers)?
+                build_silver(run, plan, catalog, partition, options.workers)
             }
-            Stage::Gold if plan.gold.tables.is_empty() => nothing(run, Stage::Gold),
+            Stage::Gold if plan.gold.tables.is_empty() => Ok(nothing(run, Stage::Gold)),
             Stage::Gold => {
                 let catalog = load_catalog(catalog, &plan.plugins_dir)?;
-                build_gold(run, plan, catalog, log, options.workers, started_micros)?
+                build_gold(run, plan, catalog, log, options.workers, started_micros)
+            }
+        };
+        let summary = match one_stage() {
+            Ok(summary) => summary,
+            Err(failure) => {
+                // The failed stage's time too, for the run log.
+                log.record.stages.push(stage_time(*stage, started_micros));
+                return Err(failure);
             }
         };
         log.add(&summary, started_micros);
@@ -559,10 +567,9 @@ fn build_gold(
     log.published = true;
     // The publish is part of Gold's time: the entry is written again with
     // it (Gold is live already; a failure here only loses that figure).
-    let ended_micros = now_micros();
-    record.ended_at = Some(date::rfc3339(ended_micros));
+    record.ended_at = Some(date::rfc3339(now_micros()));
     if let Some(gold) = record.stages.last_mut() {
-        gold.seconds = (ended_micros - started_micros) as f64 / 1e6;
+        gold.seconds = started.elapsed().as_secs_f64();
     }
     if let Err(e) = store.end_run(&record) {
         tracing::warn!("the run log could not record Gold's publish time: {e}");

@@ -149,8 +149,9 @@ pub struct StoreError {
 pub struct Versions {
     /// The latest run that published Gold.
     pub published: Option<String>,
-    /// The latest run, with its status.
-    pub latest: Option<(String, String)>,
+    /// The latest run: its id, status and end (which a run's last write
+    /// changes: Gold's time with its publish).
+    pub latest: Option<(String, String, Option<String>)>,
 }
 
 /// Gold as one run left it: what [`GoldStore::read_published`] returns.

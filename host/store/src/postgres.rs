@@ -375,7 +375,8 @@ impl GoldStore for PostgresStore {
                     .collect();
                 let stages = client
                     .query(
-                        "SELECT stage, started_at, seconds FROM datamart.run_stages WHERE run_id = $1 ORDER BY started_at, stage",
+                        "SELECT stage, started_at, seconds FROM datamart.run_stages WHERE run_id = $1
+                         ORDER BY started_at, CASE stage WHEN 'bronze' THEN 0 WHEN 'silver' THEN 1 ELSE 2 END",
                         &[&run_id],
                     )
                     .await
@@ -413,12 +414,12 @@ impl GoldStore for PostgresStore {
             let published = client.query_opt(PUBLISHED_RUN, &[]).await.map_err(|e| self.fail(e))?.map(|r| r.get(0));
             let latest = client
                 .query_opt(
-                    "SELECT run_id, status FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                    "SELECT run_id, status, ended_at FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
                     &[],
                 )
                 .await
                 .map_err(|e| self.fail(e))?
-                .map(|r| (r.get(0), r.get(1)));
+                .map(|r| (r.get(0), r.get(1), r.get(2)));
             Ok(Versions { published, latest })
         })
     }

@@ -200,7 +200,7 @@ impl GoldStore for SqliteStore {
             .map_err(|e| self.fail(e))?;
         let mut stages = self
             .connection
-            .prepare("SELECT stage, started_at, seconds FROM run_stages WHERE run_id = ?1 ORDER BY started_at, rowid")
+            .prepare("SELECT stage, started_at, seconds FROM run_stages WHERE run_id = ?1 ORDER BY started_at, CASE stage WHEN 'bronze' THEN 0 WHEN 'silver' THEN 1 ELSE 2 END")
             .map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
         for (run_id, started_at, ended_at, status, error) in runs {
@@ -249,9 +249,11 @@ impl GoldStore for SqliteStore {
         let published = published_run(&self.connection).map_err(|e| self.fail(e))?;
         let latest = self
             .connection
-            .query_row("SELECT run_id, status FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT run_id, status, ended_at FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(|e| self.fail(e))?;
         Ok(Versions { published, latest })

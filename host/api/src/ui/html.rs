@@ -94,7 +94,10 @@ pub(crate) fn seconds(s: f64) -> String {
     match s {
         s if s < 10.0 => format!("{s:.2} s"),
         s if s < 60.0 => format!("{s:.1} s"),
-        s => format!("{} min {:02} s", (s / 60.0).floor(), (s % 60.0).round() as u64 % 60),
+        s => {
+            let whole = s.round() as u64;
+            format!("{} min {:02} s", whole / 60, whole % 60)
+        }
     }
 }
 
@@ -158,5 +161,6 @@ mod tests {
         assert_eq!(seconds(0.4234), "0.42 s");
         assert_eq!(seconds(12.34), "12.3 s");
         assert_eq!(seconds(245.0), "4 min 05 s");
+        assert_eq!(seconds(119.6), "2 min 00 s");
     }
 }

@@ -9,7 +9,7 @@
 mod html;
 mod svg;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use medallion_pipeline::Plan;
@@ -24,6 +24,8 @@ use html::{E, Nav, number, page, seconds, url_value};
 const RUNS_SHOWN: usize = 20;
 /// Rows in a Gold table's preview.
 const PREVIEW_ROWS: usize = 10;
+/// Reasons listed per table on the quarantine page; the rest are summed.
+const REASONS_SHOWN: usize = 50;
 
 /// The pipeline's shape, from `pipeline.yaml`: what feeds what.
 #[derive(Debug, Clone, Default)]
@@ -41,14 +43,17 @@ pub struct Pipeline {
 pub struct Step {
     /// The table.
     pub table: String,
-    /// The tables it reads.
-    pub inputs: Vec<String>,
+    /// The Bronze table it is cleaned from, if it is.
+    pub bronze: Option<String>,
+    /// The Silver tables it reads: its parents (foreign keys and `take`
+    /// columns) and the tables its SQL names.
+    pub reads: Vec<String>,
     /// The Silver tables its rows are checked against (foreign keys).
     pub parents: Vec<String>,
     /// The plugin that builds it, as named in the pipeline.
     pub plugin: Option<String>,
-    /// Whether it is derived by SQL from other tables of its zone.
-    pub derived: bool,
+    /// Its column in the graph: Silver tables after the tables they read.
+    pub depth: usize,
 }
 
 impl Pipeline {
@@ -64,39 +69,38 @@ impl Pipeline {
                 (s.table().to_owned(), file)
             })
             .collect();
-        let silver_names = plan.silver.tables.keys();
-        let silver = plan
+        let mut silver: Vec<Step> = plan
             .silver
             .tables
             .iter()
-            .map(|(name, spec)| {
-                let inputs = match (&spec.from, &spec.sql) {
-                    (Some(from), _) => vec![from.clone()],
-                    (None, Some(sql)) => {
-                        let words = medallion_pipeline::sql_words(sql);
-                        silver_names.clone().filter(|t| *t != name && words.contains(t.as_str())).cloned().collect()
-                    }
-                    (None, None) => Vec::new(),
-                };
-                Step {
-                    table: name.clone(),
-                    inputs,
-                    parents: spec.parents.iter().map(|p| p.table.clone()).collect(),
-                    plugin: spec.clean.as_ref().map(|c| c.plugin.clone()),
-                    derived: spec.from.is_none(),
-                }
+            .map(|(name, spec)| Step {
+                table: name.clone(),
+                bronze: spec.from.clone(),
+                reads: plan.silver.reads(name),
+                parents: spec.parents.iter().map(|p| p.table.clone()).collect(),
+                plugin: spec.clean.as_ref().map(|c| c.plugin.clone()),
+                depth: 0,
             })
             .collect();
+        // Depth: one more than the deepest table read (`host validate`
+        // refuses cycles; the bound keeps a bad plan from looping).
+        for _ in 0..silver.len() {
+            let depths: BTreeMap<String, usize> = silver.iter().map(|s| (s.table.clone(), s.depth)).collect();
+            for step in &mut silver {
+                step.depth = step.reads.iter().filter_map(|r| depths.get(r)).map(|d| d + 1).max().unwrap_or(0);
+            }
+        }
         let gold = plan
             .gold
             .tables
             .iter()
             .map(|(name, spec)| Step {
                 table: name.clone(),
-                inputs: plan.gold.reads(spec, plan.silver.tables.keys()),
+                bronze: None,
+                reads: plan.gold.reads(spec, plan.silver.tables.keys()),
                 parents: Vec::new(),
                 plugin: spec.kpi.as_ref().map(|k| k.plugin.clone()),
-                derived: false,
+                depth: 0,
             })
             .collect();
         Pipeline { bronze, silver, gold }
@@ -207,7 +211,7 @@ fn plugin_used(entry: Option<&Json>, named: Option<&str>) -> String {
         Some(name) => {
             let sha = entry.and_then(|e| e["plugin_sha256"].as_str()).unwrap_or_default();
             let version = entry.and_then(|e| e["plugin_version"].as_str()).unwrap_or_default();
-            format!("{name} {version} · {}", &sha[..sha.len().min(12)])
+            format!("{name} {version} · {}", sha.get(..12).unwrap_or(sha))
         }
         None => named.map_or_else(|| "no plugin".to_owned(), |n| format!("{n} (not run)")),
     }
@@ -215,7 +219,9 @@ fn plugin_used(entry: Option<&Json>, named: Option<&str>) -> String {
 
 /// `/ui`: the pipeline as a graph, with a run's figures on each table.
 fn pipeline_page(snapshot: &Snapshot, pipeline: &Pipeline, run: Option<&Json>) -> String {
-    let run = run.or(snapshot.runs.first());
+    // By default the run whose Gold is served (the latest may be running).
+    let served = snapshot.runs.iter().find(|r| snapshot.run_id.as_deref() == Some(text(r, "run_id")));
+    let run = run.or(served).or(snapshot.runs.first());
     let empty = Json::Null;
     let run_json = run.unwrap_or(&empty);
     let mut body = String::from("<h1>Pipeline</h1>\n");
@@ -226,8 +232,7 @@ fn pipeline_page(snapshot: &Snapshot, pipeline: &Pipeline, run: Option<&Json>) -
         }
         None => body.push_str("<p class=\"note\">No run yet: run <code>host run pipeline.yaml</code>.</p>\n"),
     }
-    let derived_column = pipeline.silver.iter().any(|s| s.derived);
-    let gold_column = if derived_column { 3 } else { 2 };
+    let gold_column = 2 + pipeline.silver.iter().map(|s| s.depth).max().unwrap_or(0);
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
     for (table, source) in &pipeline.bronze {
@@ -243,15 +248,11 @@ fn pipeline_page(snapshot: &Snapshot, pipeline: &Pipeline, run: Option<&Json>) -
     }
     for (zone, steps) in [("silver", &pipeline.silver), ("gold", &pipeline.gold)] {
         for step in steps {
-            let column = match zone {
-                "silver" if step.derived => 2,
-                "silver" => 1,
-                _ => gold_column,
-            };
             let e = entry(run_json, zone, &step.table);
+            // Conservation: a cleaned table's Bronze rows are its rows plus
+            // the rows it quarantined.
             let rows_in = e.and_then(|e| {
-                (zone == "silver" && !step.derived)
-                    .then(|| e["rows"].as_u64().unwrap_or(0) + e["quarantined"].as_u64().unwrap_or(0))
+                step.bronze.is_some().then(|| e["rows"].as_u64().unwrap_or(0) + e["quarantined"].as_u64().unwrap_or(0))
             });
             let counts = e.map_or_else(|| "not built in this run".to_owned(), |e| counts_line(rows_in, e));
             nodes.push(svg::Node {
@@ -259,10 +260,11 @@ fn pipeline_page(snapshot: &Snapshot, pipeline: &Pipeline, run: Option<&Json>) -
                 zone,
                 lines: [step.table.clone(), plugin_used(e, step.plugin.as_deref()), counts],
                 warn: e.is_some_and(|e| e["quarantined"].as_u64().unwrap_or(0) > 0),
-                column,
+                column: if zone == "silver" { 1 + step.depth } else { gold_column },
             });
-            let from_zone = if zone == "silver" && !step.derived { "bronze" } else { "silver" };
-            edges.extend(step.inputs.iter().map(|i| (format!("{from_zone}:{i}"), format!("{zone}:{}", step.table))));
+            let to = format!("{zone}:{}", step.table);
+            edges.extend(step.bronze.iter().map(|b| (format!("bronze:{b}"), to.clone())));
+            edges.extend(step.reads.iter().map(|r| (format!("silver:{r}"), to.clone())));
         }
     }
     body.push_str(&svg::graph(&nodes, &edges));
@@ -300,7 +302,7 @@ fn lineage_table(pipeline: &Pipeline, run: &Json) -> String {
                 out,
                 "<tr><td>{zone}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 E(&step.table),
-                E(&step.inputs.join(", ")),
+                E(&step.bronze.iter().chain(&step.reads).cloned().collect::<Vec<_>>().join(", ")),
                 E(&step.parents.join(", ")),
                 E(e.and_then(|e| e["plugin"].as_str()).or(step.plugin.as_deref()).unwrap_or("")),
                 E(field("plugin_version")),
@@ -414,7 +416,21 @@ fn quarantine_page(snapshot: &Snapshot, run: Option<&Json>) -> String {
         let (stage, table) = (text(t, "stage"), text(t, "table"));
         match t["reasons"].as_object().filter(|r| !r.is_empty()) {
             Some(reasons) => {
-                counts.extend(reasons.iter().map(|(r, n)| (stage, table, r.clone(), n.as_u64().unwrap_or(0))));
+                // The most frequent first, at most REASONS_SHOWN (a plugin
+                // chooses its reasons), the rest summed.
+                let mut reasons: Vec<(&String, u64)> =
+                    reasons.iter().map(|(r, n)| (r, n.as_u64().unwrap_or(0))).collect();
+                reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                let rest: Vec<u64> = reasons.iter().skip(REASONS_SHOWN).map(|(_, n)| *n).collect();
+                counts.extend(reasons.iter().take(REASONS_SHOWN).map(|(r, n)| (stage, table, (*r).clone(), *n)));
+                if !rest.is_empty() {
+                    counts.push((
+                        stage,
+                        table,
+                        format!("({} other reasons)", number(rest.len() as u64)),
+                        rest.iter().sum(),
+                    ));
+                }
             }
             None if t["quarantined"].as_u64().unwrap_or(0) > 0 => {
                 counts.push((stage, table, "(no reason recorded)".to_owned(), t["quarantined"].as_u64().unwrap_or(0)));
@@ -446,6 +462,13 @@ fn quarantine_page(snapshot: &Snapshot, run: Option<&Json>) -> String {
 fn samples(snapshot: &Snapshot, id: &str) -> String {
     let mut out = String::from("<h2>Sample rows</h2>\n");
     let quarantine = &snapshot.quarantine;
+    if let Some(error) = &quarantine.error {
+        let _ = writeln!(
+            out,
+            "<p class=\"bad\">The lake could not be read (the server tries again every 30 s): {}</p>",
+            E(error)
+        );
+    }
     let sample = match &quarantine.sample {
         Some(sample) if sample.run_id == id => sample,
         Some(sample) => {
@@ -457,18 +480,20 @@ fn samples(snapshot: &Snapshot, id: &str) -> String {
             );
             return out;
         }
+        None if !quarantine.checked => {
+            out.push_str("<p class=\"note\">The server reads the sample from the lake right after it starts: reload in a moment.</p>\n");
+            return out;
+        }
         None => {
-            let why = quarantine.error.as_deref().map_or_else(
-                || "the lake holds no Silver yet, or the server was not given the lake".to_owned(),
-                |e| format!("the lake could not be read: {e}"),
-            );
-            let _ = writeln!(out, "<p class=\"note\">No sample: {}.</p>", E(&why));
+            if quarantine.error.is_none() {
+                out.push_str("<p class=\"note\">The lake holds no Silver yet.</p>\n");
+            }
             return out;
         }
     };
     let _ = writeln!(
         out,
-        "<p class=\"note\">Up to {} rows per table and reason, from the lake's quarantine files; <em>Bronze row</em> is the row's position in the Bronze table (from 0).</p>",
+        "<p class=\"note\">Up to {} rows per table and reason, from the first quarantine file of each kind; <em>Bronze row</em> is the row's position in the Bronze table (from 0).</p>",
         crate::quarantine::PER_REASON
     );
     for (table, taken) in &sample.tables {
@@ -543,7 +568,7 @@ fn gold_table(table: &Table, entry: Option<&Json>) -> String {
         E(&plugin_used(entry, None))
     );
     out.push_str("<p class=\"links\">");
-    if let Some(route) = &table.route {
+    if let Some(route) = table.route.as_ref().filter(|r| r.starts_with("/gold/")) {
         let _ = write!(
             out,
             "<a href=\"{}\">REST (JSON)</a><a href=\"{}?format=csv&amp;page_size={}\">CSV (first {} rows)</a>",
@@ -553,11 +578,8 @@ fn gold_table(table: &Table, entry: Option<&Json>) -> String {
             number(crate::rest::MAX_PAGE_SIZE as u64)
         );
     }
-    let _ = writeln!(
-        out,
-        "<a href=\"/odata/{}\">OData</a><a href=\"/odata/$metadata\">OData $metadata</a></p>",
-        E(&url_value(name))
-    );
+    let _ =
+        writeln!(out, "<a href=\"/odata/{}\">OData</a><a href=\"/odata/$metadata\">OData $metadata</a></p>", E(name));
     out.push_str("<h3>Columns</h3><table><tr><th>column</th><th>type</th></tr>\n");
     for column in &table.data.columns {
         let _ = writeln!(out, "<tr><td>{}</td><td><code>{}</code></td></tr>", E(&column.name), column.kind.sql());

@@ -33,9 +33,9 @@ fn zone_colour(zone: &str) -> &'static str {
     }
 }
 
-const NODE_W: f64 = 290.0;
+const NODE_W: f64 = 270.0;
 const NODE_H: f64 = 58.0;
-const GAP_X: f64 = 70.0;
+const GAP_X: f64 = 50.0;
 const GAP_Y: f64 = 14.0;
 const PAD: f64 = 12.0;
 
@@ -136,7 +136,10 @@ pub(crate) fn stage_bars(bars: &[StageBar]) -> String {
     }
     for (i, bar) in bars.iter().enumerate() {
         let y = 28.0 + i as f64 * ROW;
-        let class = if bar.status == "succeeded" { "" } else { " class=\"bad\"" };
+        let class = match bar.status.as_str() {
+            "failed" | "abandoned" => " class=\"bad\"",
+            _ => "",
+        };
         let _ = write!(out, "<text x=\"4\" y=\"{:.1}\"{class}>{}</text>", y + 13.0, E(&bar.run));
         let mut x = LABEL;
         for (stage, s) in &bar.stages {
@@ -190,16 +193,20 @@ pub(crate) fn rows_line(title: &str, points: &[(String, Option<u64>)]) -> String
         W - 8.0,
         H - 1.0
     );
-    let mut line = String::new();
+    // One line per stretch of runs that built the table.
+    let mut lines: Vec<String> = vec![String::new()];
     let mut previous: Option<u64> = None;
     let mut marks = String::new();
     for (i, (run, n)) in points.iter().enumerate() {
         let Some(n) = *n else {
             previous = None;
+            lines.push(String::new());
             continue;
         };
         let (x, y) = xy(i, n);
-        let _ = write!(line, "{}{x:.1},{y:.1}", if line.is_empty() { "" } else { " " });
+        if let Some(line) = lines.last_mut() {
+            let _ = write!(line, "{}{x:.1},{y:.1}", if line.is_empty() { "" } else { " " });
+        }
         let fell = previous.is_some_and(|p| p > 0 && (n as f64) < p as f64 * (1.0 - DROP));
         let (r, class) = if fell { (4.0, " class=\"bad\"") } else { (2.5, "") };
         let what = match previous {
@@ -224,10 +231,10 @@ pub(crate) fn rows_line(title: &str, points: &[(String, Option<u64>)]) -> String
         }
         previous = Some(n);
     }
-    let _ = write!(
-        out,
-        "<polyline points=\"{line}\" fill=\"none\" stroke=\"{ACCENT}\" stroke-width=\"1.5\"/>{marks}</svg>"
-    );
+    for line in lines.iter().filter(|l| !l.is_empty()) {
+        let _ = write!(out, "<polyline points=\"{line}\" fill=\"none\" stroke=\"{ACCENT}\" stroke-width=\"1.5\"/>");
+    }
+    let _ = write!(out, "{marks}</svg>");
     out
 }
 
@@ -244,6 +251,8 @@ mod tests {
         assert!(svg.contains("down 60% from 990"), "{svg}");
         let steady: Vec<(String, Option<u64>)> = (0..4).map(|i| (format!("run{i}"), Some(1000 - i))).collect();
         assert!(!rows_line("t", &steady).contains(">drop<"));
+        let gap = [("a".to_owned(), Some(10)), ("b".to_owned(), None), ("c".to_owned(), Some(10))];
+        assert_eq!(rows_line("t", &gap).matches("<polyline").count(), 2, "no line across a run that did not build it");
     }
 
     #[test]

@@ -16,7 +16,6 @@ work="${BENCH_DIR:-/tmp/medallion-bench}/scale-$scale"
 seconds="${SECONDS_PER_RUN:-5}"
 port=18090
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --quiet --release -p medallion-host
 cargo xtask build-plugins --out "$work/plugins" >/dev/null
 host="$CARGO_TARGET_DIR/release/host"
@@ -32,15 +31,8 @@ if [ ! -f "$ui/gold.db" ]; then
     done
 fi
 
-password="bench-password-$RANDOM$RANDOM"
-export MEDALLION_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
-export MEDALLION_ANALYST_HASH="$(echo "$password" | "$host" hash-password 2>/dev/null)"
-"$host" serve pipeline.yaml --set "gold.store=sqlite:$ui/gold.db" --set "lake=$ui/lake" \
-    --set "plugins.dir=$work/plugins" --listen "127.0.0.1:$port" > "$ui/serve.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do grep -q listening "$ui/serve.log" 2>/dev/null && break; sleep 0.1; done
-base="http://127.0.0.1:$port"
+serve_dir="$ui"
+source bench/serve_gold.sh "$ui/serve.log"
 basic="Basic $(printf 'analyst:%s' "$password" | base64 | tr -d '\n')"
 sleep 2   # the watcher reads the quarantine sample once, right after the start
 echo "server RSS $(ps -o rss= -p $server) KiB; pages' sizes:"

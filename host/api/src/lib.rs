@@ -453,6 +453,25 @@ fn is_page(path: &str) -> bool {
     path == "/metrics" || path == "/ui" || path.starts_with("/ui/")
 }
 
+/// A run-log table's quarantine reasons, the most frequent first, at most
+/// a given number of them (a plugin chooses its reasons: pages and series
+/// are bounded), and what the others add up to.
+struct TopReasons<'a> {
+    top: Vec<(&'a str, u64)>,
+    /// How many reasons were left out, and their rows.
+    others: usize,
+    other_rows: u64,
+}
+
+fn top_reasons(reasons: &serde_json::Map<String, serde_json::Value>, most: usize) -> TopReasons<'_> {
+    let mut top: Vec<(&str, u64)> = reasons.iter().map(|(r, n)| (r.as_str(), n.as_u64().unwrap_or(0))).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let others = top.len().saturating_sub(most);
+    let other_rows = top.iter().skip(most).map(|(_, n)| n).sum();
+    top.truncate(most);
+    TopReasons { top, others, other_rows }
+}
+
 /// Request text shown in a message, cut short.
 fn truncate(text: &str) -> String {
     let mut shown: String = text.chars().take(80).collect();

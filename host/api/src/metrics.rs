@@ -159,15 +159,12 @@ fn render_last_run(out: &mut String, run: &serde_json::Value) {
             let _ = writeln!(out, "{quarantined}{{{},reason=\"\"}} {n}", labels(t));
             continue;
         };
-        // A plugin chooses its reasons: the series are bounded.
-        let mut reasons: Vec<(&String, u64)> = reasons.iter().map(|(r, n)| (r, n.as_u64().unwrap_or(0))).collect();
-        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        for (reason, n) in reasons.iter().take(REASON_SERIES) {
+        let reasons = crate::top_reasons(reasons, REASON_SERIES);
+        for (reason, n) in reasons.top {
             let _ = writeln!(out, "{quarantined}{{{},reason=\"{}\"}} {n}", labels(t), label(reason));
         }
-        if reasons.len() > REASON_SERIES {
-            let other: u64 = reasons.iter().skip(REASON_SERIES).map(|(_, n)| n).sum();
-            let _ = writeln!(out, "{quarantined}{{{},reason=\"(other)\"}} {other}", labels(t));
+        if reasons.others > 0 {
+            let _ = writeln!(out, "{quarantined}{{{},reason=\"(other)\"}} {}", labels(t), reasons.other_rows);
         }
     }
 }

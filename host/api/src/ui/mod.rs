@@ -416,20 +416,11 @@ fn quarantine_page(snapshot: &Snapshot, run: Option<&Json>) -> String {
         let (stage, table) = (text(t, "stage"), text(t, "table"));
         match t["reasons"].as_object().filter(|r| !r.is_empty()) {
             Some(reasons) => {
-                // The most frequent first, at most REASONS_SHOWN (a plugin
-                // chooses its reasons), the rest summed.
-                let mut reasons: Vec<(&String, u64)> =
-                    reasons.iter().map(|(r, n)| (r, n.as_u64().unwrap_or(0))).collect();
-                reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-                let rest: Vec<u64> = reasons.iter().skip(REASONS_SHOWN).map(|(_, n)| *n).collect();
-                counts.extend(reasons.iter().take(REASONS_SHOWN).map(|(r, n)| (stage, table, (*r).clone(), *n)));
-                if !rest.is_empty() {
-                    counts.push((
-                        stage,
-                        table,
-                        format!("({} other reasons)", number(rest.len() as u64)),
-                        rest.iter().sum(),
-                    ));
+                let reasons = crate::top_reasons(reasons, REASONS_SHOWN);
+                counts.extend(reasons.top.into_iter().map(|(r, n)| (stage, table, r.to_owned(), n)));
+                if reasons.others > 0 {
+                    let others = format!("({} other reasons)", number(reasons.others as u64));
+                    counts.push((stage, table, others, reasons.other_rows));
                 }
             }
             None if t["quarantined"].as_u64().unwrap_or(0) > 0 => {

@@ -8,6 +8,10 @@ of each other in another's.
 
   python bench/compare_gold.py NAME=DB NAME=DB ...   exit 0 when they agree
 
+With --exact (two builds of medallion on the same data, before and after a
+change): every table must hold the same rows cell for cell, floats bit for
+bit, whatever the order they were stored in.
+
 The first DB is the reference; a line is printed per table and check.
 """
 
@@ -41,7 +45,35 @@ def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
+def rows(path: str, table: str) -> tuple[list[str], list[tuple]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+        everything = db.execute(f'SELECT * FROM "{table}"').fetchall()
+    # Sorted in Python (None first), so the stored order does not matter.
+    return columns, sorted(everything, key=lambda row: [(v is not None, v) for v in row])
+
+
+def exact(named: list[list[str]]) -> int:
+    (reference, first), ok = named[0], True
+    for table in TABLES:
+        columns, expected = rows(first, table)
+        for name, path in named[1:]:
+            theirs, got = rows(path, table)
+            if theirs != columns:
+                verdict = f"columns {theirs} vs {columns}"
+            elif len(got) != len(expected):
+                verdict = f"{len(got)} rows vs {len(expected)}"
+            else:
+                differ = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
+                verdict = f"{len(differ)} rows differ, first {got[differ[0]]} vs {expected[differ[0]]}" if differ else ""
+            ok &= not verdict
+            print(f"{table:28} {name} vs {reference}: {len(expected)} rows x {len(columns)} columns: {verdict or 'identical'}")
+    return 0 if ok else 1
+
+
 def main(args: list[str]) -> int:
+    if args and args[0] == "--exact":
+        return exact([arg.split("=", 1) for arg in args[1:]])
     named = [arg.split("=", 1) for arg in args]
     summaries = {name: summary(path) for name, path in named}
     reference, ok = named[0][0], True

@@ -166,7 +166,7 @@ fn a_component_without_the_contract_is_not_a_plugin() {
     let file = cache.path().join("empty-component.wasm");
     std::fs::write(&file, wat::parse_str("(component)").unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let error = runtime(cache.path()).load(&file).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(error.ends_with("is a component but not a medallion plugin: it exports no `medallion:plugin/transform@0.1.0` (it exports: nothing)"), "{error}");
+    assert!(error.ends_with("is a component but not a medallion plugin: it exports no `medallion:plugin/transform@0.2.0` (it exports: nothing)"), "{error}");
 }
 
 #[test]
@@ -175,9 +175,24 @@ fn a_plugin_built_against_another_contract_version_names_both_versions() {
     let error = runtime(cache.path()).load(Path::new(artifacts::OLD_CONTRACT)).err();
     let message = error.map(|e| e.to_string()).unwrap_or_default();
     assert!(
-        message.contains("was built against medallion:plugin@0.0.9, but this host speaks medallion:plugin@0.1.0"),
+        message.contains("was built against medallion:plugin@0.1.0, but this host speaks medallion:plugin@0.2.0"),
         "{message}"
     );
+}
+
+#[test]
+fn a_plugin_asking_something_of_a_port_it_does_not_have_is_refused_at_create() {
+    let evil = load(&shared_runtime(), artifacts::EVIL);
+    let error =
+        evil.instantiate("needs-undeclared-port", small_limits()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        error,
+        "plugin `evil` describes itself wrongly: `needs` names input port `elsewhere`, which it does not declare"
+    );
+    let asked = evil.instantiate("needs-rank", small_limits()).unwrap_or_else(|e| panic!("{e}"));
+    let needs = asked.needs("in").unwrap_or_else(|| panic!("evil in needs-rank asks for a rank"));
+    assert_eq!(needs.computed[0].name, "_rank");
+    assert!(evil.instantiate("good", small_limits()).unwrap_or_else(|e| panic!("{e}")).needs("in").is_none());
 }
 
 #[test]

@@ -289,6 +289,37 @@ fn a_config_the_plugin_refuses_is_pointed_at() {
 }
 
 #[test]
+fn a_kpi_asking_for_a_column_the_sql_does_not_give_is_pointed_at() {
+    // category-rank asks the host for a rank of its value_column (`needs`).
+    fails_with(
+        &validate_edited("value_column: total_revenue", "value_column: total_revenu"),
+        2,
+        "gold.tables.dm_sales_by_product.kpi.plugin: plugin `category-rank`: computed column `revenue_rank_in_category` on port `in`: its column `total_revenu` is not an input column (the input has product_id, product_name, category, brand, total_quantity_sold, total_revenue)",
+    );
+}
+
+#[test]
+fn a_cleaning_plugin_that_needs_its_whole_input_is_refused_in_silver() {
+    let (dir, env) = edited_pipeline(
+        "plugin: clean\n        config:\n          columns:",
+        "plugin: evil\n        config:\n          mode: needs-rank\n          columns:",
+    );
+    let plugins = env.iter().find(|(k, _)| k == "MEDALLION_PLUGINS").map(|(_, v)| v.clone()).unwrap_or_default();
+    medallion_tests::copy_plugin(medallion_tests::artifacts::EVIL, &Path::new(&plugins).join("evil.wasm"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pipeline = arg(&dir.path().join("pipeline.yaml"));
+    let refused = "plugin `evil` asks for columns computed over its whole input or for an order (`needs`), which a Silver cleaning step, streaming Bronze, does not give";
+    fails_with(
+        &host_env(&["validate", &pipeline], &env),
+        2,
+        &format!("silver.tables.dim_customers.clean.plugin: {refused}"),
+    );
+    let run = host_env(&["run", &pipeline, "--ingest-date", "2026-11-24"], &env);
+    let (_, stderr) = text(&run);
+    assert!(!run.status.success() && stderr.contains(refused), "{stderr}");
+}
+
+#[test]
 fn a_silver_key_that_is_not_a_column_is_pointed_at() {
     fails_with(&validate_edited("key: order_item_id", "key: order_item"), 2, "no column `order_item` after cleaning");
 }

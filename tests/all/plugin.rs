@@ -1,8 +1,11 @@
 //! The plugin runtime on well-behaved plugins: describing, pushing, checking
-//! outputs, configs, and the compile cache.
+//! outputs, configs, what a plugin `needs`, and the compile cache.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, RecordBatch};
 use medallion_plugin::{CacheOutcome, Limits, PluginError};
 use medallion_tests::{artifacts, temp_dir};
 
@@ -213,4 +216,69 @@ fn only_entry(cache: &Path) -> std::path::PathBuf {
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries[0].clone()
+}
+
+/// A million customers whose R, F and M scores are known: last orders spread
+/// evenly over 1000 days, orders and spend over 5 levels.
+fn customers(count: usize) -> RecordBatch {
+    use arrow_array::{Date32Array, Float64Array, Int64Array};
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..count as i64));
+    let last: ArrayRef = Arc::new(Date32Array::from_iter_values((0..count).map(|i| 19_000 + (i % 1000) as i32)));
+    let orders: ArrayRef = Arc::new(Int64Array::from_iter_values((0..count).map(|i| (i % 5) as i64 + 1)));
+    let spent: ArrayRef = Arc::new(Float64Array::from_iter_values((0..count).map(|i| ((i % 5) + 1) as f64 * 10.0)));
+    RecordBatch::try_from_iter([
+        ("customer_id", ids),
+        ("last_order_date", last),
+        ("total_orders", orders),
+        ("total_spent", spent),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn rfm_scores_a_million_customers_batch_by_batch_in_a_small_memory_cap() {
+    // The host computes the ranks and the latest order the plugin asks for
+    // (`needs`); the plugin keeps nothing between batches, so 32 MiB is
+    // plenty whatever the number of customers.
+    let count = 1_000_000;
+    let whole = customers(count);
+    let plugin = load(&shared_runtime(), artifacts::RFM);
+    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let mut instance = plugin.instantiate("{}", limits).unwrap_or_else(|e| panic!("{e}"));
+    let needs = instance.needs("in").cloned().unwrap_or_else(|| panic!("rfm asks the host for its ranks"));
+    let batches: Vec<RecordBatch> =
+        (0..count).step_by(65_536).map(|start| whole.slice(start, 65_536.min(count - start))).collect();
+    let prepared = medallion_window::prepare(&needs, batches).unwrap_or_else(|e| panic!("{e}"));
+    let mut rows = 0;
+    for batch in &prepared {
+        let outputs = instance.push("in", batch).unwrap_or_else(|e| panic!("{e}"));
+        for out in port(&outputs, "out") {
+            let names: Vec<&str> = out.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "customer_id",
+                    "last_order_date",
+                    "total_orders",
+                    "total_spent",
+                    "recency_days",
+                    "rfm_score",
+                    "segment"
+                ]
+            );
+            let ids = out.column(0).as_primitive::<arrow_array::types::Int64Type>();
+            let recency = out.column(4).as_primitive::<arrow_array::types::Int64Type>();
+            let scores = out.column(5).as_string::<i32>();
+            for i in (0..out.num_rows()).step_by(997) {
+                let id = ids.value(i) as usize;
+                let (day, level) = (id % 1000, id % 5 + 1);
+                assert_eq!(recency.value(i), 999 - day as i64, "customer {id}");
+                assert_eq!(scores.value(i), format!("{}{level}{level}", 1 + day / 200), "customer {id}");
+            }
+            rows += out.num_rows();
+        }
+    }
+    assert!(instance.finish().unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert_eq!(rows, count);
+    assert!(instance.memory_peak() <= 32 << 20, "{}", instance.memory_peak());
 }

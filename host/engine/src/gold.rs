@@ -218,6 +218,16 @@ fn build_table(
             })?;
             let plugin_error = |source: PluginError| GoldError::Plugin { table: name.to_owned(), source };
             let mut instance = plugin.instantiate(&step.config.to_string(), options.limits).map_err(plugin_error)?;
+            let batches = match instance.needs("in") {
+                None => batches,
+                Some(needs) => {
+                    let refused = |e: medallion_window::NeedError| {
+                        GoldError::Config(format!("gold.tables.{name}.kpi: plugin `{}`: {e}", step.plugin))
+                    };
+                    needs.check(&input_schema).map_err(refused)?;
+                    medallion_window::prepare(needs, batches).map_err(refused)?
+                }
+            };
             let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
             let task = Task::open("gold", name, Some(rows), Measure::Rows);
             let mut out = Vec::new();
@@ -310,6 +320,7 @@ pub fn check(
         let at = |field: &str| format!("gold.tables.{name}.{field}");
         let reads = spec.reads(table, silver_spec.tables.keys());
         let mut columns = None;
+        let mut input_schema = None;
         if reads.iter().all(|r| silver.contains_key(r)) {
             let mut context = polars::sql::SQLContext::new();
             for read in &reads {
@@ -318,13 +329,18 @@ pub fn check(
             let frame =
                 context.execute(&table.sql).and_then(LazyFrame::collect).map_err(|e| (at("sql"), e.to_string()))?;
             columns = Some(frame.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>());
+            input_schema = Some(frame::arrow_schema(&frame).map_err(|e| (at("sql"), e.to_string()))?);
         }
         if let Some(step) = &table.kpi {
             let plugin = catalog
                 .resolve(&step.plugin, step.version.as_deref())
                 .ok_or_else(|| (at("kpi.plugin"), catalog.missing(&step.plugin, step.version.as_deref())))?;
             medallion_plugin::check_ports(plugin.info(), &["in"], &["out"]).map_err(|e| (at("kpi.plugin"), e))?;
-            plugin.instantiate(&step.config.to_string(), limits).map_err(|e| (at("kpi.config"), e.to_string()))?;
+            let instance =
+                plugin.instantiate(&step.config.to_string(), limits).map_err(|e| (at("kpi.config"), e.to_string()))?;
+            if let (Some(needs), Some(schema)) = (instance.needs("in"), &input_schema) {
+                needs.check(schema).map_err(|e| (at("kpi.plugin"), format!("plugin `{}`: {e}", step.plugin)))?;
+            }
         }
         if let Some(columns) = columns {
             for key in table.key.iter().chain(&table.order_by) {

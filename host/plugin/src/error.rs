@@ -14,6 +14,8 @@ pub enum Call {
     Create,
     /// `instance.outputs()`.
     Outputs,
+    /// `instance.needs()`.
+    Needs,
     /// `instance.push(port, batch)`.
     Push,
     /// `instance.finish()`.
@@ -26,6 +28,7 @@ impl fmt::Display for Call {
             Call::Describe => "describe",
             Call::Create => "create",
             Call::Outputs => "outputs",
+            Call::Needs => "needs",
             Call::Push => "push",
             Call::Finish => "finish",
         })

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use medallion_window::{Aggregate, Computed, Needs, SortKey};
 
 use super::bindings::exports::medallion::plugin::transform as wit;
 use super::error::PluginError;
@@ -79,4 +80,47 @@ impl PortInfo {
         };
         Ok(PortInfo { name: port.name, description: port.description, schema })
     }
+}
+
+/// What an instance asks of its input ports, checked against its ports: one
+/// entry per port at most, every port one the plugin declares.
+pub(crate) fn needs_from_wit(info: &PluginInfo, raw: Vec<wit::InputNeeds>) -> Result<Vec<Needs>, PluginError> {
+    let bad = |cause: String| PluginError::BadDescription { plugin: info.name.clone(), cause };
+    let mut needs: Vec<Needs> = Vec::with_capacity(raw.len());
+    for port in raw {
+        if !info.inputs.iter().any(|p| p.name == port.port) {
+            return Err(bad(format!("`needs` names input port `{}`, which it does not declare", port.port)));
+        }
+        if needs.iter().any(|n| n.port == port.port) {
+            return Err(bad(format!("`needs` names input port `{}` twice", port.port)));
+        }
+        needs.push(Needs {
+            port: port.port,
+            computed: port
+                .computed
+                .into_iter()
+                .map(|c| Computed {
+                    name: c.name,
+                    aggregate: match c.aggregate {
+                        wit::Aggregate::Count => Aggregate::Count,
+                        wit::Aggregate::Sum => Aggregate::Sum,
+                        wit::Aggregate::Mean => Aggregate::Mean,
+                        wit::Aggregate::Min => Aggregate::Min,
+                        wit::Aggregate::Max => Aggregate::Max,
+                        wit::Aggregate::RankAscending => Aggregate::RankAscending,
+                        wit::Aggregate::RankDescending => Aggregate::RankDescending,
+                    },
+                    of: c.of,
+                    weight: c.weight,
+                    per: c.per,
+                })
+                .collect(),
+            sorted_by: port
+                .sorted_by
+                .into_iter()
+                .map(|k| SortKey { column: k.column, descending: k.descending })
+                .collect(),
+        });
+    }
+    Ok(needs)
 }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use medallion_window::Needs;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::medallion::plugin::transform as wit;
 use super::bindings::{Plugin, PluginPre};
 use super::error::{Call, Fault, PluginError};
-use super::info::{PluginInfo, PortInfo};
+use super::info::{PluginInfo, PortInfo, needs_from_wit};
 use super::limits::EPOCH_TICK;
 use super::sandbox::Sandbox;
 use super::{Limits, ipc};
@@ -29,6 +30,7 @@ pub struct Instance {
     handle: ResourceAny,
     info: Arc<PluginInfo>,
     outputs: Vec<PortInfo>,
+    needs: Vec<Needs>,
     limits: Limits,
     poisoned: Option<Call>,
     /// The IPC bytes of the batch being pushed, kept between calls so that a
@@ -65,7 +67,11 @@ impl Instance {
         })?;
         let outputs =
             raw_outputs.into_iter().map(|port| PortInfo::from_wit(name, port)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Instance { store, bindings, handle, info, outputs, limits, poisoned: None, encoded: Vec::new() })
+        let raw_needs = guarded(&mut store, name, Call::Needs, &limits, |store| {
+            bindings.medallion_plugin_transform().instance().call_needs(&mut *store, handle)
+        })?;
+        let needs = needs_from_wit(&info, raw_needs)?;
+        Ok(Instance { store, bindings, handle, info, outputs, needs, limits, poisoned: None, encoded: Vec::new() })
     }
 
     /// The plugin's description.
@@ -76,6 +82,19 @@ impl Instance {
     /// The output ports as this instance's config shapes them.
     pub fn outputs(&self) -> &[PortInfo] {
         &self.outputs
+    }
+
+    /// What this instance asks of the batches pushed on `port`: columns
+    /// computed over the port's whole input and an order
+    /// (`medallion_window::prepare` gives them); `None`: batches as they come.
+    pub fn needs(&self, port: &str) -> Option<&Needs> {
+        self.needs.iter().find(|n| n.port == port && !n.is_empty())
+    }
+
+    /// The largest the instance's linear memory has grown, in bytes (it
+    /// never shrinks): what the plugin's memory cap is measured against.
+    pub fn memory_peak(&self) -> usize {
+        self.store.data().memory.peak
     }
 
     /// Pushes one batch on input port `port`.

@@ -24,7 +24,7 @@ use super::{Limits, sha256_hex};
 /// The WIT package plugins must be built against.
 pub const CONTRACT_PACKAGE: &str = "medallion:plugin";
 /// Its version; bump with every change to `wit/`.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Every engine setting, in one place.
 fn engine_config() -> Config {

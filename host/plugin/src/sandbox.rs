@@ -46,7 +46,7 @@ impl Sandbox {
         Sandbox {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { max_bytes: limits.memory_bytes, hit: false },
+            memory: MemoryCap { max_bytes: limits.memory_bytes, hit: false, peak: 0 },
             stdout,
             stderr,
         }
@@ -86,10 +86,12 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// Caps the instance's linear memory and remembers when the cap was hit, so
-/// the resulting trap can be reported as what it is.
+/// the resulting trap can be reported as what it is, and how large the
+/// memory grew.
 pub(crate) struct MemoryCap {
     max_bytes: usize,
     pub(crate) hit: bool,
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -98,6 +100,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

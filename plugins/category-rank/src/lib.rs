@@ -1,16 +1,17 @@
 //! `revenue_rank_in_category`: 1 for the product with the highest
 //! `total_revenue` in its `category`, ties sharing a rank (1, 2, 2, 4).
-//! Products without a category are ranked together. Needs every product, so
-//! it keeps them until `finish`; the result does not depend on batching.
+//! Products without a category are ranked together; a product without a
+//! revenue ranks below every product with one.
+//!
+//! The rank is a rank over the whole input, which the host computes (the
+//! plugin asks for it in `needs`): the plugin keeps nothing, and its memory
+//! does not grow with the number of products.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use arrow_schema::{DataType, Field};
-use medallion_sdk::table::{Buffered, append, per_batch};
-use medallion_sdk::{Emitter, Error, Info, Plugin, Port, export_plugin, parse_config};
+use medallion_sdk::{Aggregate, Computed, Emitter, Error, Info, Needs, Plugin, Port, export_plugin, parse_config};
 use serde::Deserialize;
+
+/// The column the plugin adds.
+const RANK: &str = "revenue_rank_in_category";
 
 /// The config (`value_column` to rank by, default `total_revenue`).
 #[derive(Debug, Clone, Deserialize)]
@@ -31,7 +32,6 @@ impl Default for Config {
 /// The plugin.
 pub struct CategoryRank {
     config: Config,
-    rows: Buffered,
 }
 
 impl Plugin for CategoryRank {
@@ -40,44 +40,21 @@ impl Plugin for CategoryRank {
             .input(Port::any("in", "one row per product: category, total_revenue"))
             .output(Port::any("out", "the input columns, then revenue_rank_in_category"))
             .config_schema(r#"{"type":"object","additionalProperties":false,"properties":{"value_column":{"type":"string","default":"total_revenue"},"group_column":{"type":"string","default":"category"}}}"#)
+            .stateless()
     }
 
     fn new(config: &str) -> Result<Self, Error> {
-        Ok(CategoryRank { config: parse_config(config)?, rows: Buffered::default() })
+        Ok(CategoryRank { config: parse_config(config)? })
     }
 
-    fn push(&mut self, _port: &str, batch: RecordBatch, _out: &mut Emitter) -> Result<(), Error> {
-        self.rows.push(batch);
-        Ok(())
+    fn needs(&self) -> Vec<Needs> {
+        let rank = Computed::new(RANK, Aggregate::RankDescending).of(&self.config.value_column);
+        vec![Needs::on("in").computed(rank.per(&self.config.group_column))]
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> Result<(), Error> {
-        let groups = self.rows.strings(&self.config.group_column)?;
-        let values = self.rows.f64s(&self.config.value_column)?;
-        let mut by_group: HashMap<Option<&str>, Vec<f64>> = HashMap::new();
-        for (group, value) in groups.iter().zip(&values) {
-            by_group.entry(group.as_deref()).or_default().push(value.unwrap_or(0.0));
-        }
-        for sorted in by_group.values_mut() {
-            sorted.sort_by(|a, b| b.total_cmp(a));
-        }
-        // Rank = 1 + the number of values in the group strictly higher.
-        let ranks: Vec<i64> = groups
-            .iter()
-            .zip(&values)
-            .map(|(group, value)| {
-                let sorted = &by_group[&group.as_deref()];
-                let value = value.unwrap_or(0.0);
-                1 + sorted.partition_point(|v| v.total_cmp(&value).is_gt()) as i64
-            })
-            .collect();
-        for (batch, ranks) in self.rows.batches().iter().zip(per_batch(&self.rows, &ranks)) {
-            let column = Arc::new(Int64Array::from(ranks.to_vec())) as ArrayRef;
-            out.emit(
-                "out",
-                append(batch, vec![(Field::new("revenue_rank_in_category", DataType::Int64, false), column)])?,
-            );
-        }
+    fn push(&mut self, _port: &str, batch: medallion_sdk::RecordBatch, out: &mut Emitter) -> Result<(), Error> {
+        // The rank arrives computed, as the last column.
+        out.emit("out", batch);
         Ok(())
     }
 }
@@ -89,7 +66,8 @@ mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
-    use arrow_array::{Float64Array, StringArray};
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
 
     fn products(categories: &[&str], revenue: &[f64]) -> RecordBatch {
         RecordBatch::try_from_iter([
@@ -101,11 +79,7 @@ mod tests {
 
     fn ranks(batches: Vec<RecordBatch>) -> Vec<i64> {
         let out = medallion_sdk::run_natively::<CategoryRank>("{}", batches).unwrap();
-        out.iter()
-            .flat_map(|b| {
-                b.column_by_name("revenue_rank_in_category").unwrap().as_primitive::<Int64Type>().values().to_vec()
-            })
-            .collect()
+        out.iter().flat_map(|b| b.column_by_name(RANK).unwrap().as_primitive::<Int64Type>().values().to_vec()).collect()
     }
 
     #[test]
@@ -115,5 +89,15 @@ mod tests {
         assert_eq!(ranks(vec![products(&cats, &revenue)]), [2, 2, 1, 2, 1, 4]);
         let split: Vec<RecordBatch> = (0..6).map(|i| products(&cats[i..i + 1], &revenue[i..i + 1])).collect();
         assert_eq!(ranks(split), [2, 2, 1, 2, 1, 4]);
+    }
+
+    #[test]
+    fn a_product_without_revenue_ranks_last_in_its_category() {
+        let batch = RecordBatch::try_from_iter([
+            ("category", Arc::new(StringArray::from(vec![Some("a"), Some("a"), None, Some("a")])) as ArrayRef),
+            ("total_revenue", Arc::new(Float64Array::from(vec![Some(0.0), None, Some(3.0), Some(-1.0)]))),
+        ])
+        .unwrap();
+        assert_eq!(ranks(vec![batch]), [1, 3, 1, 2]);
     }
 }

@@ -1,4 +1,4 @@
-//! The effect of reviews per product, over all products at once.
+//! The effect of reviews per product.
 //!
 //! - `review_score`, the Bayesian weighted rating `(v·R + m·C) / (v + m)`:
 //!   `v` = `nb_reviews`, `R` = `avg_rating`, `m` = `prior_weight` (config),
@@ -10,14 +10,17 @@
 //!   (negative share ≥ `risk_share` with at least `min_reviews` reviews);
 //!   `driver` (review score ≥ `driver_score`); else `neutral`.
 //!
-//! The result does not depend on how products arrive in batches.
+//! `C` is over every product: the host computes it (the plugin asks for the
+//! mean rating weighted by reviews in `needs`), and the plugin works batch
+//! by batch, keeping nothing. The result does not depend on how products
+//! arrive in batches.
 
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
-use medallion_sdk::table::{Buffered, append, per_batch};
-use medallion_sdk::{Emitter, Error, Info, Plugin, Port, export_plugin, parse_config};
+use medallion_sdk::table::{append, f64s, without};
+use medallion_sdk::{Aggregate, Computed, Emitter, Error, Info, Needs, Plugin, Port, export_plugin, parse_config};
 use serde::Deserialize;
 
 /// The config, under the step in `pipeline.yaml`.
@@ -48,10 +51,12 @@ impl Default for Config {
     }
 }
 
+/// The mean rating over every review, computed by the host.
+const MEAN: &str = "_review_mean_rating";
+
 /// The plugin.
 pub struct ReviewImpact {
     config: Config,
-    rows: Buffered,
 }
 
 impl Plugin for ReviewImpact {
@@ -60,6 +65,7 @@ impl Plugin for ReviewImpact {
             .input(Port::any("in", "one row per product: avg_rating, nb_reviews and the negative-review count"))
             .output(Port::any("out", "the input columns, then review_score, negative_share, impact_class"))
             .config_schema(r#"{"type":"object","additionalProperties":false,"properties":{"prior_weight":{"type":"number","default":10},"negative_column":{"type":"string","default":"nb_negative"},"risk_share":{"type":"number","default":0.3},"min_reviews":{"type":"number","default":5},"driver_score":{"type":"number","default":4.0}}}"#)
+            .stateless()
     }
 
     fn new(config: &str) -> Result<Self, Error> {
@@ -67,26 +73,20 @@ impl Plugin for ReviewImpact {
         if config.prior_weight < 0.0 {
             return Err(Error::bad_config("prior_weight must be ≥ 0"));
         }
-        Ok(ReviewImpact { config, rows: Buffered::default() })
+        Ok(ReviewImpact { config })
     }
 
-    fn push(&mut self, _port: &str, batch: RecordBatch, _out: &mut Emitter) -> Result<(), Error> {
-        self.rows.push(batch);
-        Ok(())
+    fn needs(&self) -> Vec<Needs> {
+        vec![Needs::on("in").computed(Computed::new(MEAN, Aggregate::Mean).of("avg_rating").weighted_by("nb_reviews"))]
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> Result<(), Error> {
+    fn push(&mut self, _port: &str, batch: RecordBatch, out: &mut Emitter) -> Result<(), Error> {
         let c = &self.config;
-        let rating = self.rows.f64s("avg_rating")?;
-        let count = self.rows.f64s("nb_reviews")?;
-        let negative = self.rows.f64s(&c.negative_column)?;
-        let (mut stars, mut reviews) = (0.0, 0.0);
-        for (r, v) in rating.iter().zip(&count) {
-            let v = v.unwrap_or(0.0);
-            stars += r.unwrap_or(0.0) * v;
-            reviews += v;
-        }
-        let mean = if reviews > 0.0 { stars / reviews } else { 0.0 };
+        let rating = f64s(&batch, "avg_rating")?;
+        let count = f64s(&batch, "nb_reviews")?;
+        let negative = f64s(&batch, &c.negative_column)?;
+        // The same on every row; null when there is no review at all.
+        let mean = f64s(&batch, MEAN)?.first().copied().flatten().unwrap_or(0.0);
         let mut score = Vec::with_capacity(rating.len());
         let mut share = Vec::with_capacity(rating.len());
         let mut class = Vec::with_capacity(rating.len());
@@ -107,32 +107,20 @@ impl Plugin for ReviewImpact {
             score.push(s);
             share.push(n);
         }
-        let parts = per_batch(&self.rows, &score)
-            .into_iter()
-            .zip(per_batch(&self.rows, &share))
-            .zip(per_batch(&self.rows, &class));
-        for (batch, ((score, share), class)) in self.rows.batches().iter().zip(parts) {
-            out.emit(
-                "out",
-                append(
-                    batch,
-                    vec![
-                        (
-                            Field::new("review_score", DataType::Float64, false),
-                            Arc::new(Float64Array::from(score.to_vec())) as ArrayRef,
-                        ),
-                        (
-                            Field::new("negative_share", DataType::Float64, false),
-                            Arc::new(Float64Array::from(share.to_vec())),
-                        ),
-                        (
-                            Field::new("impact_class", DataType::Utf8, false),
-                            Arc::new(StringArray::from(class.to_vec())),
-                        ),
-                    ],
-                )?,
-            );
-        }
+        out.emit(
+            "out",
+            append(
+                &without(&batch, &[MEAN])?,
+                vec![
+                    (
+                        Field::new("review_score", DataType::Float64, false),
+                        Arc::new(Float64Array::from(score)) as ArrayRef,
+                    ),
+                    (Field::new("negative_share", DataType::Float64, false), Arc::new(Float64Array::from(share))),
+                    (Field::new("impact_class", DataType::Utf8, false), Arc::new(StringArray::from(class))),
+                ],
+            )?,
+        );
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Daily sales trend, over all the days at once (state until `finish`).
+//! Daily sales trend.
 //!
 //! - `revenue_7d_avg`: the mean of `total_revenue` over the `window_days`
 //!   calendar days ending on the row's date; a day without sales counts as 0;
@@ -6,15 +6,18 @@
 //!   days before × 100`, with `lag_days` 7 (the same weekday a week before);
 //!   null when that day had no revenue.
 //!
-//! The result does not depend on how the days arrive in batches.
+//! The plugin asks the host for its rows in date order, each with its day's
+//! whole revenue (`needs`), and keeps only the last `max(window_days,
+//! lag_days)` days' totals. The result does not depend on how the days
+//! arrive in batches.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field};
-use medallion_sdk::table::{Buffered, append, per_batch};
-use medallion_sdk::{Emitter, Error, Info, Plugin, Port, export_plugin, parse_config};
+use medallion_sdk::table::{append, days, f64s, without};
+use medallion_sdk::{Aggregate, Computed, Emitter, Error, Info, Needs, Plugin, Port, export_plugin, parse_config};
 use serde::Deserialize;
 
 /// The config, under the step in `pipeline.yaml`.
@@ -33,10 +36,14 @@ impl Default for Config {
     }
 }
 
+/// Each row's day's revenue, computed by the host.
+const DAY_REVENUE: &str = "_sales_day_revenue";
+
 /// The plugin.
 pub struct SalesTrend {
     config: Config,
-    rows: Buffered,
+    /// Revenue per day, of the days seen that a later day can still need.
+    recent: BTreeMap<i32, f64>,
 }
 
 impl Plugin for SalesTrend {
@@ -52,61 +59,52 @@ impl Plugin for SalesTrend {
         if config.window_days < 1 || config.lag_days < 1 {
             return Err(Error::bad_config("window_days and lag_days must be at least 1"));
         }
-        Ok(SalesTrend { config, rows: Buffered::default() })
+        Ok(SalesTrend { config, recent: BTreeMap::new() })
     }
 
-    fn push(&mut self, _port: &str, batch: RecordBatch, _out: &mut Emitter) -> Result<(), Error> {
-        self.rows.push(batch);
-        Ok(())
+    fn needs(&self) -> Vec<Needs> {
+        let day_revenue = Computed::new(DAY_REVENUE, Aggregate::Sum).of("total_revenue").per("date");
+        vec![Needs::on("in").computed(day_revenue).sorted_by("date")]
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> Result<(), Error> {
-        let dates = self.rows.days("date")?;
-        let revenue = self.rows.f64s("total_revenue")?;
-        let mut by_day: HashMap<i32, f64> = HashMap::new();
-        for (date, revenue) in dates.iter().zip(&revenue) {
-            if let Some(date) = date {
-                *by_day.entry(*date).or_default() += revenue.unwrap_or(0.0);
+    fn push(&mut self, _port: &str, batch: RecordBatch, out: &mut Emitter) -> Result<(), Error> {
+        let dates = days(&batch, "date")?;
+        let revenue = f64s(&batch, "total_revenue")?;
+        let day_revenue = f64s(&batch, DAY_REVENUE)?;
+        let (window, lag) = (self.config.window_days, self.config.lag_days);
+        let mut average = Vec::with_capacity(batch.num_rows());
+        let mut growth = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            // Dates ascending, the undated last: every earlier day is known.
+            let Some(day) = dates[i] else {
+                average.push(None);
+                growth.push(None);
+                continue;
+            };
+            self.recent.insert(day, day_revenue[i].unwrap_or(0.0));
+            let total: f64 = (day - window + 1..=day).map(|d| self.recent.get(&d).copied().unwrap_or(0.0)).sum();
+            average.push(Some(total / f64::from(window)));
+            let before = self.recent.get(&(day - lag)).copied().filter(|b| *b != 0.0);
+            growth.push(before.map(|before| (revenue[i].unwrap_or(0.0) - before) / before * 100.0));
+            // Days no later row can reach.
+            let oldest = day - (window - 1).max(lag);
+            while self.recent.first_key_value().is_some_and(|(d, _)| *d < oldest) {
+                self.recent.pop_first();
             }
         }
-        let window = self.config.window_days;
-        let average: Vec<Option<f64>> = dates
-            .iter()
-            .map(|d| {
-                d.map(|d| {
-                    (d - window + 1..=d).map(|day| by_day.get(&day).copied().unwrap_or(0.0)).sum::<f64>()
-                        / f64::from(window)
-                })
-            })
-            .collect();
-        let growth: Vec<Option<f64>> = dates
-            .iter()
-            .zip(&revenue)
-            .map(|(d, r)| {
-                let before = by_day.get(&(d.as_ref()? - self.config.lag_days)).copied().filter(|b| *b != 0.0)?;
-                Some((r.unwrap_or(0.0) - before) / before * 100.0)
-            })
-            .collect();
-        for ((batch, average), growth) in
-            self.rows.batches().iter().zip(per_batch(&self.rows, &average)).zip(per_batch(&self.rows, &growth))
-        {
-            out.emit(
-                "out",
-                append(
-                    batch,
-                    vec![
-                        (
-                            Field::new("revenue_7d_avg", DataType::Float64, true),
-                            Arc::new(Float64Array::from(average.to_vec())) as ArrayRef,
-                        ),
-                        (
-                            Field::new("revenue_growth_pct", DataType::Float64, true),
-                            Arc::new(Float64Array::from(growth.to_vec())),
-                        ),
-                    ],
-                )?,
-            );
-        }
+        out.emit(
+            "out",
+            append(
+                &without(&batch, &[DAY_REVENUE])?,
+                vec![
+                    (
+                        Field::new("revenue_7d_avg", DataType::Float64, true),
+                        Arc::new(Float64Array::from(average)) as ArrayRef,
+                    ),
+                    (Field::new("revenue_growth_pct", DataType::Float64, true), Arc::new(Float64Array::from(growth))),
+                ],
+            )?,
+        );
         Ok(())
     }
 }
@@ -157,6 +155,23 @@ mod tests {
         assert_eq!(rows[6].0, Some(70.0));
         // Day 7 against day 0: (140 − 70) / 70 = +100 %.
         assert_eq!(rows[6].1, Some(100.0));
+    }
+
+    #[test]
+    fn days_out_of_order_and_undated_rows_come_sorted_with_the_same_figures() {
+        let sorted = run(vec![days(&[0, 1, 2, 4, 5, 6, 7], &[70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 140.0])]);
+        let batch = RecordBatch::try_from_iter([
+            (
+                "date",
+                Arc::new(Date32Array::from(vec![Some(7), None, Some(2), Some(0), Some(6), Some(1), Some(5), Some(4)]))
+                    as ArrayRef,
+            ),
+            ("total_revenue", Arc::new(Float64Array::from(vec![140.0, 9.0, 70.0, 70.0, 70.0, 70.0, 70.0, 70.0]))),
+        ])
+        .unwrap();
+        let shuffled = run(vec![batch]);
+        assert_eq!(shuffled[..7], sorted[..]);
+        assert_eq!(shuffled[7], (None, None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 
 use crate::bindings::exports::medallion::plugin::transform as wit;
-use crate::{Emitter, Error, ErrorKind, Info, Plugin, Port, ipc};
+use crate::{Aggregate, Emitter, Error, ErrorKind, Info, Needs, Plugin, Port, ipc};
 
 /// The exported component type for a [`Plugin`] `P`.
 pub struct Adapter<P>(PhantomData<P>);
@@ -34,6 +34,10 @@ impl<P: Plugin> wit::GuestInstance for InstanceOf<P> {
 
     fn outputs(&self) -> Vec<wit::Port> {
         self.0.borrow().outputs().into_iter().map(Into::into).collect()
+    }
+
+    fn needs(&self) -> Vec<wit::InputNeeds> {
+        self.0.borrow().needs().into_iter().map(Into::into).collect()
     }
 
     fn push(&self, port: String, batch: Vec<u8>) -> Result<Vec<wit::Output>, wit::PluginError> {
@@ -100,4 +104,36 @@ fn fields_of(schema: SchemaRef) -> Vec<wit::Field> {
         .iter()
         .map(|f| wit::Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
         .collect()
+}
+
+impl From<Needs> for wit::InputNeeds {
+    fn from(needs: Needs) -> Self {
+        wit::InputNeeds {
+            port: needs.port,
+            computed: needs
+                .computed
+                .into_iter()
+                .map(|c| wit::ComputedColumn {
+                    name: c.name,
+                    aggregate: match c.aggregate {
+                        Aggregate::Count => wit::Aggregate::Count,
+                        Aggregate::Sum => wit::Aggregate::Sum,
+                        Aggregate::Mean => wit::Aggregate::Mean,
+                        Aggregate::Min => wit::Aggregate::Min,
+                        Aggregate::Max => wit::Aggregate::Max,
+                        Aggregate::RankAscending => wit::Aggregate::RankAscending,
+                        Aggregate::RankDescending => wit::Aggregate::RankDescending,
+                    },
+                    of: c.of,
+                    weight: c.weight,
+                    per: c.per,
+                })
+                .collect(),
+            sorted_by: needs
+                .sorted_by
+                .into_iter()
+                .map(|k| wit::SortKey { column: k.column, descending: k.descending })
+                .collect(),
+        }
+    }
 }

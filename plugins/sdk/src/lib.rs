@@ -36,6 +36,7 @@ pub mod table;
 pub use adapter::Adapter;
 pub use arrow_array::{self, RecordBatch};
 pub use arrow_schema::{self, DataType, Field as ArrowField, Schema, SchemaRef};
+pub use medallion_window::{Aggregate, Computed, Needs, SortKey};
 
 /// The bindings generated from `wit/`; used by [`export_plugin!`] only.
 #[doc(hidden)]
@@ -73,8 +74,10 @@ macro_rules! export_plugin {
 ///
 /// The host builds one value per pipeline step with [`Plugin::new`], calls
 /// [`Plugin::push`] for every input batch and [`Plugin::finish`] once at the
-/// end. State kept in `self` lives across batches, which is how aggregating
-/// plugins work: emit the result in `finish`.
+/// end. A plugin that needs totals or ranks over its whole input asks the
+/// host for them ([`Plugin::needs`]) and stays batch by batch; state kept in
+/// `self` lives across batches (a running window over sorted input, say),
+/// and what is left is emitted in `finish`.
 pub trait Plugin: Sized + 'static {
     /// Name, version, ports and accepted config; known before any config.
     fn info() -> Info;
@@ -88,6 +91,15 @@ pub trait Plugin: Sized + 'static {
         Self::info().outputs
     }
 
+    /// What this instance asks of its input ports: columns the host
+    /// computes over a port's whole input and appends to every batch, and an
+    /// order the rows arrive in. A plugin that needs totals or ranks asks for
+    /// them here instead of keeping its input until `finish`; by default it
+    /// asks nothing.
+    fn needs(&self) -> Vec<Needs> {
+        Vec::new()
+    }
+
     /// Handles one batch arriving on input port `port`.
     fn push(&mut self, port: &str, batch: RecordBatch, out: &mut Emitter) -> Result<(), Error>;
 
@@ -98,11 +110,18 @@ pub trait Plugin: Sized + 'static {
 }
 
 /// Runs a plugin natively, as the host would run its component: one instance
-/// with `config`, every batch pushed on `in`, then `finish`; returns what it
-/// emitted on `out`. For plugin crates' own tests (batch-split invariance:
-/// the same rows in one batch and in many must give the same result).
+/// with `config`, the batches given what it [`Plugin::needs`] on `in` (the
+/// host's own implementation), each pushed on `in`, then `finish`; returns
+/// what it emitted on `out`. For plugin crates' own tests (batch-split
+/// invariance: the same rows in one batch and in many must give the same
+/// result).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_natively<P: Plugin>(config: &str, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, Error> {
     let mut plugin = P::new(config)?;
+    let batches = match plugin.needs().into_iter().find(|n| n.port == "in") {
+        Some(needs) => medallion_window::prepare(&needs, batches).map_err(|e| Error::bad_input(e.to_string()))?,
+        None => batches,
+    };
     let mut out = Emitter::default();
     for batch in batches {
         plugin.push("in", batch, &mut out)?;

@@ -1,6 +1,7 @@
 //! Helpers for plugins that compute columns: read input columns by name as
 //! plain values (whatever integer or float width or string layout arrived),
-//! buffer batches until `finish`, and append computed columns.
+//! drop the columns the host computed for the plugin, and append the
+//! plugin's own.
 
 use std::sync::Arc;
 
@@ -10,67 +11,6 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::Error;
-
-/// The batches a plugin keeps until `finish`, as one table.
-#[derive(Debug, Default)]
-pub struct Buffered {
-    batches: Vec<RecordBatch>,
-}
-
-impl Buffered {
-    /// Keeps a batch.
-    pub fn push(&mut self, batch: RecordBatch) {
-        if batch.num_rows() > 0 {
-            self.batches.push(batch);
-        }
-    }
-
-    /// The batches kept, in arrival order.
-    pub fn batches(&self) -> &[RecordBatch] {
-        &self.batches
-    }
-
-    /// Rows kept.
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    /// A column of every batch, end to end, as `f64` (nulls as `None`).
-    pub fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>, Error> {
-        let mut values = Vec::with_capacity(self.rows());
-        for batch in &self.batches {
-            values.extend(f64s(batch, name)?);
-        }
-        Ok(values)
-    }
-
-    /// A column of every batch as `i64`.
-    pub fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>, Error> {
-        let mut values = Vec::with_capacity(self.rows());
-        for batch in &self.batches {
-            values.extend(i64s(batch, name)?);
-        }
-        Ok(values)
-    }
-
-    /// A column of every batch as text.
-    pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>, Error> {
-        let mut values = Vec::with_capacity(self.rows());
-        for batch in &self.batches {
-            values.extend(strings(batch, name)?);
-        }
-        Ok(values)
-    }
-
-    /// A date column of every batch as days since 1970-01-01.
-    pub fn days(&self, name: &str) -> Result<Vec<Option<i32>>, Error> {
-        let mut values = Vec::with_capacity(self.rows());
-        for batch in &self.batches {
-            values.extend(days(batch, name)?);
-        }
-        Ok(values)
-    }
-}
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, Error> {
     batch.column_by_name(name).ok_or_else(|| {
@@ -129,6 +69,20 @@ pub fn days(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>, Error> 
     }
 }
 
+/// `batch` without the columns named in `names` (those the host computed for
+/// the plugin, say); names it does not have are ignored.
+pub fn without(batch: &RecordBatch, names: &[&str]) -> Result<RecordBatch, Error> {
+    let keep: Vec<usize> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    Ok(batch.project(&keep)?)
+}
+
 /// `batch` with `columns` appended after its own.
 pub fn append(batch: &RecordBatch, columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch, Error> {
     let mut fields: Vec<Field> = batch.schema_ref().fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -138,19 +92,4 @@ pub fn append(batch: &RecordBatch, columns: Vec<(Field, ArrayRef)>) -> Result<Re
         arrays.push(array);
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
-}
-
-/// Splits `values` (one per row of the buffered batches, end to end) back
-/// into per-batch slices, to append them batch by batch.
-pub fn per_batch<'a, T>(buffered: &Buffered, values: &'a [T]) -> Vec<&'a [T]> {
-    let mut start = 0;
-    buffered
-        .batches()
-        .iter()
-        .map(|b| {
-            let slice = &values[start..start + b.num_rows()];
-            start += b.num_rows();
-            slice
-        })
-        .collect()
 }

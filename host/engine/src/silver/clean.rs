@@ -49,6 +49,8 @@ impl TableBuilder<'_> {
         let plugin_error = |source: PluginError| SilverError::Plugin { table: self.name.to_owned(), source };
         let start = || {
             let instance = plugin.instantiate(config, self.options.limits).map_err(plugin_error)?;
+            super::streams(&instance)
+                .map_err(|e| SilverError::Config(format!("silver.tables.{}.clean.plugin: {e}", self.name)))?;
             if let Some(port) = instance.outputs().iter().find(|p| p.name == "out")
                 && let Some(schema) = &port.schema
             {

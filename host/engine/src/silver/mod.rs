@@ -110,6 +110,18 @@ pub struct SilverTableReport {
     pub seconds: f64,
 }
 
+/// A cleaning step streams Bronze through its plugin: it cannot give the
+/// plugin columns computed over the whole input, nor an order.
+fn streams(instance: &medallion_plugin::Instance) -> Result<(), String> {
+    match instance.needs("in") {
+        None => Ok(()),
+        Some(_) => Err(format!(
+            "plugin `{}` asks for columns computed over its whole input or for an order (`needs`), which a Silver cleaning step, streaming Bronze, does not give\n  hint: use it as a Gold step's `kpi`, or build the plugin without `needs`",
+            instance.info().name
+        )),
+    }
+}
+
 /// A Silver build that failed: nothing was published.
 #[derive(Debug, thiserror::Error)]
 pub enum SilverError {
@@ -235,6 +247,7 @@ pub fn check(
                 let instance = plugin
                     .instantiate(&step.config.to_string(), limits)
                     .map_err(|e| (at("clean.config"), e.to_string()))?;
+                streams(&instance).map_err(|e| (at("clean.plugin"), e))?;
                 let Some(schema) = instance.outputs().iter().find(|p| p.name == "out").and_then(|p| p.schema.clone())
                 else {
                     // A plugin that does not declare its `out` schema cannot be

@@ -11,7 +11,13 @@
 //! - `escape`: tries the file system, the network, the environment and the
 //!   clock, and reports what it got as a batch on `probes`;
 //! - `noisy`: prints far more than the log keeps, then behaves;
-//! - `good`: forwards its input to `probes` unchanged.
+//! - `good`: forwards its input to `probes` unchanged;
+//! - `needs-rank`: asks the host for a rank of `id` (`needs`), then is good;
+//! - `needs-undeclared-port`: asks something of an input port it does not
+//!   declare.
+//!
+//! The config is the mode as a JSON string, or an object whose `"mode"` is
+//! (to stand in a step whose config is an object).
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
@@ -26,7 +32,8 @@ mod bindings {
 }
 
 use bindings::exports::medallion::plugin::transform::{
-    ErrorKind, Field as WitField, Guest, GuestInstance, Instance, Output, PluginError, PluginInfo, Port,
+    Aggregate, ComputedColumn, ErrorKind, Field as WitField, Guest, GuestInstance, InputNeeds, Instance, Output,
+    PluginError, PluginInfo, Port,
 };
 
 struct Evil;
@@ -58,12 +65,17 @@ fn port(name: &str, fields: Option<Vec<WitField>>) -> Port {
 
 fn out_ports() -> Vec<Port> {
     let id = WitField { name: "id".to_owned(), data_type: "Int64".to_owned(), nullable: false };
-    vec![port("out", Some(vec![id])), port("probes", None)]
+    vec![port("out", Some(vec![id])), port("probes", None), port("rejected", None)]
 }
 
 impl GuestInstance for EvilInstance {
     fn create(config: String) -> Result<Instance, PluginError> {
-        let mode = config.trim().trim_matches('"').to_owned();
+        let mode = match config.split_once(r#""mode":""#) {
+            Some((_, rest)) => {
+                rest.trim_start().trim_start_matches('"').split('"').next().unwrap_or_default().to_owned()
+            }
+            None => config.trim().trim_matches('"').to_owned(),
+        };
         if mode == "bad-config" {
             return Err(PluginError { kind: ErrorKind::BadConfig, message: "bad-config asked for".to_owned() });
         }
@@ -72,6 +84,22 @@ impl GuestInstance for EvilInstance {
 
     fn outputs(&self) -> Vec<Port> {
         out_ports()
+    }
+
+    fn needs(&self) -> Vec<InputNeeds> {
+        let rank = ComputedColumn {
+            name: "_rank".to_owned(),
+            aggregate: Aggregate::RankAscending,
+            of: Some("id".to_owned()),
+            weight: None,
+            per: None,
+        };
+        let on = |port: &str| InputNeeds { port: port.to_owned(), computed: vec![rank.clone()], sorted_by: Vec::new() };
+        match self.mode.as_str() {
+            "needs-rank" => vec![on("in")],
+            "needs-undeclared-port" => vec![on("elsewhere")],
+            _ => Vec::new(),
+        }
     }
 
     fn push(&self, _port: String, batch: Vec<u8>) -> Result<Vec<Output>, PluginError> {

@@ -255,7 +255,7 @@ fn a_pinned_version_that_is_not_there_names_the_versions_there_are() {
     fails_with(
         &validate_edited("plugin: rfm", "plugin: rfm\n        version: 9.9.9"),
         2,
-        "plugin `rfm` has no version 9.9.9 in the plugins folder; it has 0.1.0",
+        "plugin `rfm` has no version 9.9.9 in the plugins folder; it has 0.2.0",
     );
 }
 

@@ -221,11 +221,15 @@ fn build_table(
             let batches = match instance.needs("in") {
                 None => batches,
                 Some(needs) => {
-                    let refused = |e: medallion_window::NeedError| {
+                    // What the step's SQL does not give is the pipeline's to
+                    // fix; what fails on the data is the engine's.
+                    needs.check(&input_schema).map_err(|e| {
                         GoldError::Config(format!("gold.tables.{name}.kpi: plugin `{}`: {e}", step.plugin))
-                    };
-                    needs.check(&input_schema).map_err(refused)?;
-                    medallion_window::prepare(needs, batches).map_err(refused)?
+                    })?;
+                    medallion_window::prepare(needs, batches).map_err(|e| GoldError::Engine {
+                        table: name.to_owned(),
+                        message: format!("what plugin `{}` needs of its input: {e}", step.plugin),
+                    })?
                 }
             };
             let rows = batches.iter().map(|b| b.num_rows() as u64).sum();

@@ -82,19 +82,12 @@ impl PortInfo {
     }
 }
 
-/// What an instance asks of its input ports, checked against its ports: one
-/// entry per port at most, every port one the plugin declares.
+/// What an instance asks of its input ports, checked against its ports
+/// (`medallion_window::check_ports`).
 pub(crate) fn needs_from_wit(info: &PluginInfo, raw: Vec<wit::InputNeeds>) -> Result<Vec<Needs>, PluginError> {
-    let bad = |cause: String| PluginError::BadDescription { plugin: info.name.clone(), cause };
-    let mut needs: Vec<Needs> = Vec::with_capacity(raw.len());
-    for port in raw {
-        if !info.inputs.iter().any(|p| p.name == port.port) {
-            return Err(bad(format!("`needs` names input port `{}`, which it does not declare", port.port)));
-        }
-        if needs.iter().any(|n| n.port == port.port) {
-            return Err(bad(format!("`needs` names input port `{}` twice", port.port)));
-        }
-        needs.push(Needs {
+    let needs: Vec<Needs> = raw
+        .into_iter()
+        .map(|port| Needs {
             port: port.port,
             computed: port
                 .computed
@@ -120,7 +113,10 @@ pub(crate) fn needs_from_wit(info: &PluginInfo, raw: Vec<wit::InputNeeds>) -> Re
                 .into_iter()
                 .map(|k| SortKey { column: k.column, descending: k.descending })
                 .collect(),
-        });
-    }
+        })
+        .collect();
+    let inputs: Vec<&str> = info.inputs.iter().map(|p| p.name.as_str()).collect();
+    medallion_window::check_ports(&needs, &inputs)
+        .map_err(|cause| PluginError::BadDescription { plugin: info.name.clone(), cause })?;
     Ok(needs)
 }

@@ -1,8 +1,10 @@
 //! [`prepare`]: the computed columns and the order, over Arrow batches.
 //!
-//! Memory: the aggregates keep one accumulator per group; a rank keeps its
-//! column's values, 8 bytes a row, sorted per group; an order concatenates
-//! the input once to sort it. Sums add in input order (before any sort), so
+//! Memory, beyond the computed columns themselves (8 bytes a row each): a
+//! `per` column keeps each row's group (4 bytes a row); the aggregates keep
+//! one accumulator per group; a rank sorts its column's values with their
+//! group and row (16 bytes a row) and writes the ranks (8 bytes a row); an
+//! order concatenates the input once to sort it. Sums add in input order (before any sort), so
 //! a result never depends on how the rows were batched.
 
 use std::collections::HashMap;
@@ -49,27 +51,41 @@ impl Needs {
         let mut names: Vec<&str> = Vec::new();
         for c in &self.computed {
             let bad = |why: String| NeedError(format!("computed column `{}` on port `{port}`: {why}", c.name));
-            if c.name.is_empty() || schema.field_with_name(&c.name).is_ok() || names.contains(&c.name.as_str()) {
-                return Err(bad("its name is empty or already taken by another column; give a name of its own (a leading `_` keeps it out of Gold)".to_owned()));
+            if c.name.is_empty() {
+                return Err(bad("its name is empty".to_owned()));
+            }
+            if schema.field_with_name(&c.name).is_ok() || names.contains(&c.name.as_str()) {
+                return Err(bad(format!(
+                    "the input already has a column `{}`; rename that column in the step's SQL (or, for the plugin's author, name the computed column otherwise)",
+                    c.name
+                )));
             }
             names.push(&c.name);
             match (&c.of, c.aggregate) {
                 (None, Aggregate::Count) => {}
+                (Some(of), Aggregate::Count) => {
+                    return Err(bad(format!("`count` counts rows and takes no column (it names `{of}`)")));
+                }
                 (None, aggregate) => {
                     return Err(bad(format!("`{}` needs the column it is computed from", aggregate.name())));
                 }
                 (Some(of), aggregate) => {
                     let data_type = column(of, "column", c)?;
+                    // Extremes and ranks order values as i64 or f64: a UInt64
+                    // past i64 fits neither exactly.
                     let fits = match aggregate {
-                        Aggregate::Count => true,
                         Aggregate::Sum | Aggregate::Mean => numeric(&data_type),
-                        _ => numeric(&data_type) || data_type == DataType::Date32,
+                        _ => (numeric(&data_type) && data_type != DataType::UInt64) || data_type == DataType::Date32,
                     };
                     if !fits {
                         return Err(bad(format!(
                             "`{}` of `{of}` ({data_type}) is not computed; it takes numbers{}",
                             aggregate.name(),
-                            if matches!(aggregate, Aggregate::Sum | Aggregate::Mean) { "" } else { " and dates" }
+                            if matches!(aggregate, Aggregate::Sum | Aggregate::Mean) {
+                                ""
+                            } else {
+                                " (not UInt64: cast it to BIGINT in the SQL) and dates"
+                            }
                         )));
                     }
                 }
@@ -254,18 +270,15 @@ fn compute(c: &Computed, batches: &[RecordBatch]) -> Result<(Field, Vec<ArrayRef
                     best[g] = Some(at);
                 }
             });
-            // The extremes as a small array of the column's own type; each
-            // row takes its group's.
+            // The extremes as a small array of the column's own type (one
+            // row per group, picked from the batches; a group with no value
+            // picks the null after them); each row takes its group's.
             let data_type = of[0].data_type().clone();
-            let parts: Vec<ArrayRef> = best
-                .iter()
-                .map(|at| match at {
-                    Some((b, r)) => of[*b].slice(*r, 1),
-                    None => arrow_array::new_null_array(&data_type, 1),
-                })
-                .collect();
-            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            let extremes = arrow_select::concat::concat(&parts).map_err(|e| e.to_string())?;
+            let null = arrow_array::new_null_array(&data_type, 1);
+            let mut sources: Vec<&dyn Array> = of.iter().map(|a| a.as_ref()).collect();
+            sources.push(null.as_ref());
+            let picks: Vec<(usize, usize)> = best.iter().map(|at| at.unwrap_or((of.len(), 0))).collect();
+            let extremes = arrow_select::interleave::interleave(&sources, &picks).map_err(|e| e.to_string())?;
             let arrays = groups
                 .per_batch(|g| g as u32)
                 .into_iter()
@@ -418,43 +431,57 @@ impl Keys {
 }
 
 /// Each row's rank in its group (rows end to end over the batches): the
-/// group's values sorted once, ranks given run by run of equal values.
+/// values sorted once by group and value, ranks given run by run of equal
+/// values. 16 bytes a row with a value, 8 a group.
 fn ranks(keys: &Keys, groups: &Groups, descending: bool) -> Result<Vec<i64>, String> {
     let rows: usize = groups.lengths.iter().sum();
     if u32::try_from(rows).is_err() {
         return Err(format!("{rows} rows are more than a rank is computed over (4,294,967,295)"));
     }
-    // Per group: (the value in an order-keeping u64, row) and the null rows.
-    let mut valued: Vec<Vec<(u64, u32)>> = vec![Vec::new(); groups.count];
-    let mut nulls: Vec<Vec<u32>> = vec![Vec::new(); groups.count];
+    // (group, the value as an order-keeping u64, row) of the rows with a
+    // value; (group, row) of the nulls; per group, its values and nulls.
+    let mut valued: Vec<(u32, u64, u32)> = Vec::with_capacity(rows);
+    let mut nulls: Vec<(u32, u32)> = Vec::new();
+    let mut counts = vec![(0u32, 0u32); groups.count];
     let mut row = 0u32;
     groups.each(|g, at| {
         match keys.sortable(at) {
-            Some(key) => valued[g].push((key, row)),
-            None => nulls[g].push(row),
+            Some(key) => {
+                valued.push((g as u32, key, row));
+                counts[g].0 += 1;
+            }
+            None => {
+                nulls.push((g as u32, row));
+                counts[g].1 += 1;
+            }
         }
         row += 1;
     });
+    valued.sort_unstable();
     let mut ranks = vec![0i64; rows];
-    for (sorted, nulls) in valued.iter_mut().zip(&nulls) {
-        sorted.sort_unstable();
-        let values = sorted.len();
-        let mut start = 0;
-        while start < values {
-            let end = start + sorted[start..].partition_point(|(key, _)| *key == sorted[start].0);
-            // Ascending: after the nulls and the smaller values; descending:
-            // after the larger values.
-            let rank = if descending { 1 + (values - end) as i64 } else { 1 + (nulls.len() + start) as i64 };
-            for &(_, row) in &sorted[start..end] {
-                ranks[row as usize] = rank;
-            }
-            start = end;
+    let (mut start, mut group_start) = (0, 0);
+    while start < valued.len() {
+        let (group, key, _) = valued[start];
+        if start == 0 || valued[start - 1].0 != group {
+            group_start = start;
         }
-        // A null is smaller than every value and equal to the other nulls.
-        let null_rank = if descending { 1 + values as i64 } else { 1 };
-        for &row in nulls {
-            ranks[row as usize] = null_rank;
+        let end = start + valued[start..].partition_point(|(g, k, _)| (*g, *k) == (group, key));
+        let (values, group_nulls) = counts[group as usize];
+        // Ascending: after the group's nulls and smaller values; descending:
+        // after its larger values.
+        let rank = if descending {
+            1 + (group_start + values as usize - end) as i64
+        } else {
+            1 + i64::from(group_nulls) + (start - group_start) as i64
+        };
+        for &(_, _, row) in &valued[start..end] {
+            ranks[row as usize] = rank;
         }
+        start = end;
+    }
+    // A null is smaller than every value and equal to the other nulls.
+    for (group, row) in nulls {
+        ranks[row as usize] = if descending { 1 + i64::from(counts[group as usize].0) } else { 1 };
     }
     Ok(ranks)
 }
@@ -603,7 +630,14 @@ mod tests {
     fn what_cannot_be_computed_is_refused_with_the_column_named() {
         let schema = sample()[0].schema();
         let refused = |needs: Needs| needs.check(&schema).unwrap_err().to_string();
-        assert!(refused(Needs::on("in").computed(Computed::new("value", Aggregate::Count))).contains("already taken"));
+        assert!(
+            refused(Needs::on("in").computed(Computed::new("value", Aggregate::Count)))
+                .contains("the input already has a column `value`; rename that column in the step's SQL")
+        );
+        assert!(
+            refused(Needs::on("in").computed(Computed::new("n", Aggregate::Count).of("value")))
+                .contains("takes no column")
+        );
         assert!(
             refused(Needs::on("in").computed(Computed::new("x", Aggregate::Sum).of("nope")))
                 .contains("`nope` is not an input column (the input has category, value, weight)")
@@ -619,6 +653,25 @@ mod tests {
         );
         assert!(refused(Needs::on("in").sorted_by("nope")).contains("sorted by `nope`"));
         assert!(Needs::on("in").computed(Computed::new("x", Aggregate::Count)).sorted_by("x").check(&schema).is_ok());
+    }
+
+    #[test]
+    fn unsigned_64_bit_values_are_summed_but_not_ranked() {
+        let schema = Schema::new(vec![Field::new("big", DataType::UInt64, false)]);
+        let rank = Needs::on("in").computed(Computed::new("r", Aggregate::RankAscending).of("big"));
+        assert!(rank.check(&schema).unwrap_err().to_string().contains("not UInt64: cast it to BIGINT in the SQL"));
+        assert!(Needs::on("in").computed(Computed::new("s", Aggregate::Sum).of("big")).check(&schema).is_ok());
+    }
+
+    #[test]
+    fn a_plugin_asks_only_of_its_own_ports_once_each_and_within_bounds() {
+        let ports = ["in"];
+        assert!(crate::check_ports(&[Needs::on("in")], &ports).is_ok());
+        assert!(crate::check_ports(&[Needs::on("other")], &ports).unwrap_err().contains("does not declare"));
+        assert!(crate::check_ports(&[Needs::on("in"), Needs::on("in")], &ports).unwrap_err().contains("twice"));
+        let many = (0..=crate::MAX_COMPUTED)
+            .fold(Needs::on("in"), |n, i| n.computed(Computed::new(&format!("_c{i}"), Aggregate::Count)));
+        assert!(crate::check_ports(&[many], &ports).unwrap_err().contains("at most 64"));
     }
 
     #[test]

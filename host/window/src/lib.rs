@@ -31,6 +31,36 @@ pub struct Needs {
     pub sorted_by: Vec<SortKey>,
 }
 
+/// Computed columns one port may ask for.
+pub const MAX_COMPUTED: usize = 64;
+/// Sort keys one port may ask for.
+pub const MAX_SORT_KEYS: usize = 8;
+
+/// Checks what an instance asks against the ports it declares: at most one
+/// entry per port, every port an input of the plugin, at most
+/// [`MAX_COMPUTED`] computed columns and [`MAX_SORT_KEYS`] sort keys each
+/// (the host does this work outside the plugin's memory cap). Returns why
+/// not.
+pub fn check_ports(needs: &[Needs], inputs: &[&str]) -> Result<(), String> {
+    for (i, asked) in needs.iter().enumerate() {
+        let port = &asked.port;
+        if !inputs.contains(&port.as_str()) {
+            return Err(format!("`needs` names input port `{port}`, which it does not declare"));
+        }
+        if needs[..i].iter().any(|n| n.port == *port) {
+            return Err(format!("`needs` names input port `{port}` twice"));
+        }
+        if asked.computed.len() > MAX_COMPUTED || asked.sorted_by.len() > MAX_SORT_KEYS {
+            return Err(format!(
+                "`needs` asks {} computed columns and {} sort keys of port `{port}`; the host gives at most {MAX_COMPUTED} and {MAX_SORT_KEYS}",
+                asked.computed.len(),
+                asked.sorted_by.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Needs {
     /// Nothing asked yet of port `port`.
     pub fn on(port: &str) -> Self {

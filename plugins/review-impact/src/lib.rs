@@ -10,7 +10,8 @@
 //!   (negative share ≥ `risk_share` with at least `min_reviews` reviews);
 //!   `driver` (review score ≥ `driver_score`); else `neutral`.
 //!
-//! `C` is over every product: the host computes it (the plugin asks for the
+//! A product without `avg_rating` counts as one without reviews, in `C`
+//! and in its own figures. `C` is over every product: the host computes it (the plugin asks for the
 //! mean rating weighted by reviews in `needs`), and the plugin works batch
 //! by batch, keeping nothing. The result does not depend on how products
 //! arrive in batches.
@@ -91,7 +92,8 @@ impl Plugin for ReviewImpact {
         let mut share = Vec::with_capacity(rating.len());
         let mut class = Vec::with_capacity(rating.len());
         for i in 0..rating.len() {
-            let v = count[i].unwrap_or(0.0);
+            // Without a rating, the reviews count for nothing (as in C).
+            let v = if rating[i].is_some() { count[i].unwrap_or(0.0) } else { 0.0 };
             let s = if v + c.prior_weight > 0.0 {
                 (v * rating[i].unwrap_or(0.0) + c.prior_weight * mean) / (v + c.prior_weight)
             } else {

@@ -8,8 +8,9 @@
 //!
 //! The plugin asks the host for its rows in date order, each with its day's
 //! whole revenue (`needs`), and keeps only the last `max(window_days,
-//! lag_days)` days' totals. The result does not depend on how the days
-//! arrive in batches.
+//! lag_days)` days' totals; its rows come out in that order (the undated
+//! last), whatever the step's SQL ordered. The result does not depend on how
+//! the days arrive in batches.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

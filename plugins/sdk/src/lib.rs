@@ -118,7 +118,11 @@ pub trait Plugin: Sized + 'static {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn run_natively<P: Plugin>(config: &str, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, Error> {
     let mut plugin = P::new(config)?;
-    let batches = match plugin.needs().into_iter().find(|n| n.port == "in") {
+    let needs = plugin.needs();
+    let inputs: Vec<String> = P::info().inputs.into_iter().map(|p| p.name).collect();
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    medallion_window::check_ports(&needs, &inputs).map_err(Error::internal)?;
+    let batches = match needs.into_iter().find(|n| n.port == "in") {
         Some(needs) => medallion_window::prepare(&needs, batches).map_err(|e| Error::bad_input(e.to_string()))?,
         None => batches,
     };

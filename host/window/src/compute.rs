@@ -8,6 +8,7 @@
 //! a result never depends on how the rows were batched.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 
@@ -134,9 +135,16 @@ pub fn prepare(needs: &Needs, batches: Vec<RecordBatch>) -> Result<Vec<RecordBat
     }
     let mut added: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(needs.computed.len()); batches.len()];
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Each row's group, worked out once per `per` column.
+    let mut groups: HashMap<Option<&str>, Groups> = HashMap::new();
     for c in &needs.computed {
-        let (field, arrays) =
-            compute(c, &batches).map_err(|e| NeedError(format!("computed column `{}`: {e}", c.name)))?;
+        let failed = |e: String| NeedError(format!("computed column `{}`: {e}", c.name));
+        let per = c.per.as_deref();
+        let groups = match groups.entry(per) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(Groups::of(per, &batches).map_err(failed)?),
+        };
+        let (field, arrays) = compute(c, &batches, groups).map_err(failed)?;
         fields.push(field);
         for (columns, array) in added.iter_mut().zip(arrays) {
             columns.push(array);
@@ -197,8 +205,7 @@ fn sort(
 }
 
 /// One computed column: its field and its array for each batch.
-fn compute(c: &Computed, batches: &[RecordBatch]) -> Result<(Field, Vec<ArrayRef>), String> {
-    let groups = Groups::of(c.per.as_deref(), batches)?;
+fn compute(c: &Computed, batches: &[RecordBatch], groups: &Groups) -> Result<(Field, Vec<ArrayRef>), String> {
     let column = |name: &str| -> Vec<ArrayRef> {
         batches
             .iter()
@@ -290,7 +297,7 @@ fn compute(c: &Computed, batches: &[RecordBatch]) -> Result<(Field, Vec<ArrayRef
         }
         (Aggregate::RankAscending | Aggregate::RankDescending, Some(of)) => {
             let keys = Keys::of(&of)?;
-            let ranks = ranks(&keys, &groups, c.aggregate == Aggregate::RankDescending)?;
+            let ranks = ranks(&keys, groups, c.aggregate == Aggregate::RankDescending)?;
             let mut start = 0;
             let arrays = groups
                 .lengths

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use polars::prelude::{DataFrame, IntoLazy, LazyFrame};
 
 use crate::frame;
@@ -122,8 +122,8 @@ pub fn compute(
             .filter(|t| spec.reads(t, std::iter::once(read)).contains(read))
             .map(|t| t.sql.as_str())
             .collect();
-        let batches = read_parallel(lake, &manifest.tables[read].files, options.workers, &queries)?;
-        let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| Arc::new(Schema::empty()));
+        let (schema, batches) =
+            crate::read::named_columns::<GoldError>(lake, &manifest.tables[read].files, options.workers, &queries)?;
         let frame = frame::to_polars(&schema, &batches)
             .map_err(|e| GoldError::Engine { table: read.clone(), message: e.to_string() })?;
         frames.insert(read.clone(), frame);
@@ -154,36 +154,6 @@ pub fn compute(
     })?;
     medallion_common::cancel::check()?;
     Ok(computed.into_iter().unzip())
-}
-
-/// The columns of `schema` that appear as words in `queries`, or `None`
-/// (every column) when a query selects `*` or names none of them.
-fn named_columns(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
-    if queries.iter().any(|q| q.contains('*') && q.replace("(*)", "").contains('*')) {
-        return None;
-    }
-    let words: std::collections::BTreeSet<&str> =
-        queries.iter().flat_map(|q| medallion_pipeline::sql_words(q)).collect();
-    let named: Vec<String> =
-        schema.fields().iter().map(|f| f.name().clone()).filter(|name| words.contains(name.as_str())).collect();
-    (!named.is_empty()).then_some(named)
-}
-
-/// Reads Parquet files whole, their row groups spread over `workers` threads,
-/// in file order.
-fn read_parallel(
-    lake: &Lake,
-    files: &[String],
-    workers: usize,
-    queries: &[&str],
-) -> Result<Vec<RecordBatch>, GoldError> {
-    let table = medallion_lake::ParquetTable::open(lake, files, Arc::new(Schema::empty()))?;
-    let groups = table.row_groups();
-    let columns = named_columns(table.schema(), queries);
-    let parts = work::map(groups, workers, |_, group| -> Result<Vec<RecordBatch>, GoldError> {
-        Ok(table.read_columns(lake, group, 1 << 20, columns.as_deref())?.collect::<Result<_, _>>()?)
-    })?;
-    Ok(parts.into_iter().flatten().collect())
 }
 
 fn build_table(

@@ -10,5 +10,6 @@
 
 pub mod frame;
 pub mod gold;
+mod read;
 pub mod run;
 pub mod silver;

@@ -1,13 +1,18 @@
 //! Parquet in the lake: tables written as numbered part files, and read back
 //! row group by row group so that a stage streams instead of loading tables.
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use bytes::{Buf, Bytes};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
+use parquet::file::FOOTER_SIZE;
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{ChunkReader, Length};
 
 use super::store::LakeFile;
 use super::{Lake, LakeError};
@@ -100,6 +105,11 @@ impl<'a> PartWriter<'a> {
         Ok(())
     }
 
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Closes the last file; returns the files written and the rows.
     pub fn finish(mut self) -> Result<(Vec<String>, u64), LakeError> {
         self.flush()?;
@@ -126,11 +136,19 @@ pub struct RowGroup {
     pub offset: u64,
 }
 
-/// A table's Parquet files, opened once and read by row group.
+/// A table's Parquet files, their footers read once; a row group's bytes
+/// are fetched from the lake when it is read, so that memory holds the row
+/// groups being read, not the files.
 pub struct ParquetTable {
-    files: Vec<(String, Bytes)>,
+    files: Vec<OpenFile>,
     groups: Vec<RowGroup>,
     schema: SchemaRef,
+}
+
+struct OpenFile {
+    path: String,
+    len: u64,
+    metadata: ArrowReaderMetadata,
 }
 
 impl ParquetTable {
@@ -139,24 +157,36 @@ impl ParquetTable {
         let mut opened = Vec::with_capacity(files.len());
         let mut groups = Vec::new();
         let mut offset = 0;
-        let mut schema = None;
         for file in files {
             let error = |e: &dyn std::fmt::Display| LakeError::Parquet {
                 url: lake.url().to_owned(),
                 path: file.clone(),
                 message: e.to_string(),
             };
-            let bytes = lake.get(file)?.ok_or_else(|| error(&"the file is missing"))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| error(&e))?;
-            schema.get_or_insert_with(|| builder.schema().clone());
-            for (index, group) in builder.metadata().row_groups().iter().enumerate() {
+            let len = lake.size(file)?;
+            let footer = FOOTER_SIZE as u64;
+            if len < footer + 4 {
+                return Err(error(&format!("{len} bytes is too short for a Parquet file")));
+            }
+            let tail = lake.get_range(file, len - footer..len)?;
+            let tail: [u8; FOOTER_SIZE] = tail.as_ref().try_into().map_err(|_| error(&"short read of the footer"))?;
+            let metadata_len = FooterTail::try_new(&tail).map_err(|e| error(&e))?.metadata_length() as u64;
+            if metadata_len + footer + 4 > len {
+                return Err(error(&format!("its footer says {metadata_len} bytes of metadata in a {len}-byte file")));
+            }
+            let encoded = lake.get_range(file, len - footer - metadata_len..len - footer)?;
+            let decoded = ParquetMetaDataReader::decode_metadata(&encoded).map_err(|e| error(&e))?;
+            let metadata = ArrowReaderMetadata::try_new(Arc::new(decoded), ArrowReaderOptions::default())
+                .map_err(|e| error(&e))?;
+            for (index, group) in metadata.metadata().row_groups().iter().enumerate() {
                 let rows = group.num_rows() as u64;
                 groups.push(RowGroup { file: file.clone(), index, rows, offset });
                 offset += rows;
             }
-            opened.push((file.clone(), bytes));
+            opened.push(OpenFile { path: file.clone(), len, metadata });
         }
-        Ok(ParquetTable { files: opened, groups, schema: schema.unwrap_or(empty_schema) })
+        let schema = opened.first().map(|f| f.metadata.schema().clone()).unwrap_or(empty_schema);
+        Ok(ParquetTable { files: opened, groups, schema })
     }
 
     /// The row groups, in table order.
@@ -184,7 +214,8 @@ impl ParquetTable {
         self.read_columns(lake, group, batch_rows, None)
     }
 
-    /// Reads one row group, only `columns` (all when `None`).
+    /// Reads one row group, only `columns` (all when `None`): the bytes of
+    /// those columns' chunks are fetched, then decoded batch by batch.
     pub fn read_columns(
         &self,
         lake: &Lake,
@@ -197,21 +228,62 @@ impl ParquetTable {
             path: group.file.clone(),
             message: e.to_string(),
         };
-        let bytes = self.files.iter().find(|(f, _)| *f == group.file).map(|(_, b)| b.clone()).unwrap_or_default();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| error(&e))?;
-        let builder = match columns {
-            Some(names) => {
-                let mask =
-                    parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), names.iter().map(String::as_str));
-                builder.with_projection(mask)
-            }
-            None => builder,
+        let file =
+            self.files.iter().find(|f| f.path == group.file).ok_or_else(|| error(&"not a file of this table"))?;
+        let parquet_schema = file.metadata.metadata().file_metadata().schema_descr();
+        let mask = match columns {
+            Some(names) => ProjectionMask::columns(parquet_schema, names.iter().map(String::as_str)),
+            None => ProjectionMask::all(),
         };
-        let reader =
-            builder.with_row_groups(vec![group.index]).with_batch_size(batch_rows).build().map_err(|e| error(&e))?;
+        let chunks = file.metadata.metadata().row_group(group.index).columns();
+        let ranges =
+            chunks.iter().enumerate().filter(|(leaf, _)| mask.leaf_included(*leaf)).map(|(_, c)| c.byte_range());
+        let (start, end) = ranges.fold((u64::MAX, 0), |(lo, hi), (at, len)| (lo.min(at), hi.max(at + len)));
+        let bytes = if start < end { lake.get_range(&group.file, start..end)? } else { Bytes::new() };
+        let part = FilePart { start: start.min(end), bytes, len: file.len };
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(part, file.metadata.clone())
+            .with_projection(mask)
+            .with_row_groups(vec![group.index])
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| error(&e))?;
         let (url, path) = (lake.url().to_owned(), group.file.clone());
         Ok(reader.map(move |batch| {
             batch.map_err(|e| LakeError::Parquet { url: url.clone(), path: path.clone(), message: e.to_string() })
         }))
+    }
+}
+
+/// The bytes of a file from `start` on (as many as were fetched), read as
+/// the file itself: the reader asks only for the row group's chunks.
+struct FilePart {
+    start: u64,
+    bytes: Bytes,
+    len: u64,
+}
+
+impl Length for FilePart {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for FilePart {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.get_bytes(start, (self.start + self.bytes.len() as u64).saturating_sub(start) as usize)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let from = start.checked_sub(self.start).map(|o| o as usize);
+        match from {
+            Some(from) if from + length <= self.bytes.len() => Ok(self.bytes.slice(from..from + length)),
+            _ => Err(parquet::errors::ParquetError::General(format!(
+                "read of {length} bytes at {start} outside the fetched {} bytes at {}",
+                self.bytes.len(),
+                self.start
+            ))),
+        }
     }
 }

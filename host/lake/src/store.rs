@@ -160,6 +160,18 @@ impl Lake {
         result.map_err(|e| self.fail("read", relative, e))
     }
 
+    /// The size of `relative` in bytes.
+    pub fn size(&self, relative: &str) -> Result<u64, LakeError> {
+        let path = self.path(relative);
+        self.runtime.block_on(self.store.head(&path)).map(|meta| meta.size).map_err(|e| self.fail("read", relative, e))
+    }
+
+    /// Reads the bytes `range` of `relative`.
+    pub fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
+        let path = self.path(relative);
+        self.runtime.block_on(self.store.get_range(&path, range)).map_err(|e| self.fail("read", relative, e))
+    }
+
     /// Every file under `relative` (recursively), as lake-relative paths.
     pub fn list(&self, relative: &str) -> Result<Vec<String>, LakeError> {
         let prefix = self.path(relative);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, StringViewArray, UInt64Array};
+use arrow_array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use medallion_common::progress::{Measure, Task};
 use medallion_common::work;
@@ -14,10 +14,10 @@ use medallion_plugin::{Instance, LoadedPlugin, PluginError};
 
 use super::{LINEAGE, REASON, ROW, SilverError, TableBuilder};
 
-/// What the cleaning step produced.
+/// What the cleaning step did besides its `out` rows.
 pub(super) struct Cleaned {
-    pub(super) out_schema: SchemaRef,
-    pub(super) out: Vec<RecordBatch>,
+    /// The `out` schema the plugin declares, if it does.
+    pub(super) declared: Option<SchemaRef>,
     pub(super) quarantine_files: Vec<String>,
     pub(super) quarantined: u64,
     pub(super) reasons: BTreeMap<String, u64>,
@@ -32,14 +32,21 @@ struct PortBatches {
     nulled: Vec<RecordBatch>,
 }
 
+/// Row groups cleaned ahead of the one being consumed, per worker: what
+/// bounds the memory of a table's cleaning (Bronze row groups are 1M rows).
+const GROUPS_AHEAD_PER_WORKER: usize = 1;
+
 impl TableBuilder<'_> {
-    /// Runs the cleaning plugin over every row group; writes its rejects to
-    /// quarantine and returns its `out` batches in Bronze order.
+    /// Runs the cleaning plugin over every row group, `workers` instances at
+    /// once; hands the `out` batches of each row group to `out`, in Bronze
+    /// order, as they are ready, and writes the rejected and nulled rows to
+    /// quarantine as they come.
     pub(super) fn clean(
         &self,
         input: &ParquetTable,
         plugin: &Arc<LoadedPlugin>,
         config: &str,
+        mut out: impl FnMut(Vec<RecordBatch>) -> Result<(), SilverError>,
     ) -> Result<Cleaned, SilverError> {
         let groups = input.row_groups();
         let workers = if plugin.info().stateless { self.options.workers.clamp(1, groups.len().max(1)) } else { 1 };
@@ -72,29 +79,27 @@ impl TableBuilder<'_> {
             Ok(ported)
         };
         let finish = |instance: Instance| self.refuse_late_rows(plugin, instance);
-        let results = work::map_with(groups, workers, start, clean_group, finish)?;
+        let mut rejected = Quarantine::new(self, "clean");
+        let mut nulled = Quarantine::new(self, "nulled");
+        let ahead = workers * (1 + GROUPS_AHEAD_PER_WORKER);
+        work::map_in_order(groups, workers, ahead, start, clean_group, finish, |_, group: PortBatches| {
+            rejected.write(&group.rejected)?;
+            nulled.write(&group.nulled)?;
+            out(group.out)
+        })?;
         task.finish();
-        let mut out = Vec::new();
-        let mut rejected = Vec::new();
-        let mut nulled = Vec::new();
-        for group in results {
-            out.extend(group.out);
-            rejected.extend(group.rejected);
-            nulled.extend(group.nulled);
-        }
-        let out_schema = out
-            .first()
-            .map(RecordBatch::schema)
-            .or_else(|| out_schema.into_inner().unwrap_or_else(PoisonError::into_inner))
-            .ok_or_else(|| {
-                self.engine_error("the cleaning plugin declares no schema for `out` and emitted no batch")
-            })?;
-        let mut reasons = BTreeMap::new();
-        let (mut quarantine_files, quarantined) = self.quarantine(&rejected, "clean", &mut reasons)?;
-        let mut nulled_reasons = BTreeMap::new();
-        let (nulled_files, _) = self.quarantine(&nulled, "nulled", &mut nulled_reasons)?;
-        quarantine_files.extend(nulled_files);
-        Ok(Cleaned { out_schema, out, quarantine_files, quarantined, reasons, nulled: nulled_reasons })
+        let rejected = rejected.finish()?;
+        let nulled = nulled.finish()?;
+        let mut quarantine_files = rejected.files;
+        quarantine_files.extend(nulled.files);
+        let declared = out_schema.into_inner().unwrap_or_else(PoisonError::into_inner);
+        Ok(Cleaned {
+            declared,
+            quarantine_files,
+            quarantined: rejected.rows,
+            reasons: rejected.reasons,
+            nulled: nulled.reasons,
+        })
     }
 
     /// Ends a plugin instance: a cleaning plugin emits each row when it is
@@ -114,29 +119,6 @@ impl TableBuilder<'_> {
             })),
             None => Ok(()),
         }
-    }
-
-    /// Writes batches that carry `_reason` to quarantine, counting reasons.
-    fn quarantine(
-        &self,
-        batches: &[RecordBatch],
-        prefix: &'static str,
-        reasons: &mut BTreeMap<String, u64>,
-    ) -> Result<(Vec<String>, u64), SilverError> {
-        let Some(first) = batches.first() else { return Ok((Vec::new(), 0)) };
-        let mut writer =
-            PartWriter::new(self.lake, self.folder("quarantine/silver"), first.schema(), 4 << 20, table_properties())
-                .with_prefix(prefix);
-        for batch in batches {
-            count_reason_column(batch, reasons).map_err(|e| self.engine_error(e))?;
-            writer.write(batch).map_err(|e| match e {
-                LakeError::Parquet { message, .. } if message.contains("schema") => self.engine_error(format!(
-                    "the cleaning plugin's `{prefix}` batches do not all have the same columns: {message}"
-                )),
-                other => other.into(),
-            })?;
-        }
-        Ok(writer.finish()?)
     }
 
     /// Sorts one call's outputs into `out` and `rejected`; every row pushed
@@ -185,6 +167,64 @@ impl TableBuilder<'_> {
     }
 }
 
+/// A quarantine file set being written: rows that carry `_reason`, counted
+/// by reason, in `<prefix>-NNNNN.parquet` files.
+pub(super) struct Quarantine<'a> {
+    builder: &'a TableBuilder<'a>,
+    prefix: &'static str,
+    writer: Option<PartWriter<'a>>,
+    reasons: BTreeMap<String, u64>,
+}
+
+impl<'a> Quarantine<'a> {
+    pub(super) fn new(builder: &'a TableBuilder<'a>, prefix: &'static str) -> Self {
+        Quarantine { builder, prefix, writer: None, reasons: BTreeMap::new() }
+    }
+
+    /// Writes `batches`, counting their reasons.
+    pub(super) fn write(&mut self, batches: &[RecordBatch]) -> Result<(), SilverError> {
+        for batch in batches {
+            count_reason_column(batch, &mut self.reasons).map_err(|e| self.builder.engine_error(e))?;
+            let builder = self.builder;
+            let writer = self.writer.get_or_insert_with(|| {
+                PartWriter::new(
+                    builder.lake,
+                    builder.folder("quarantine/silver"),
+                    batch.schema(),
+                    4 << 20,
+                    table_properties(),
+                )
+                .with_prefix(self.prefix)
+            });
+            let prefix = self.prefix;
+            writer.write(batch).map_err(|e| match e {
+                LakeError::Parquet { message, .. } if message.contains("schema") => builder.engine_error(format!(
+                    "the cleaning plugin's `{prefix}` batches do not all have the same columns: {message}"
+                )),
+                other => other.into(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the files.
+    pub(super) fn finish(self) -> Result<Quarantined, SilverError> {
+        let (files, rows) = match self.writer {
+            Some(writer) => writer.finish()?,
+            None => (Vec::new(), 0),
+        };
+        Ok(Quarantined { files, rows, reasons: self.reasons })
+    }
+}
+
+/// A quarantine file set written.
+pub(super) struct Quarantined {
+    pub(super) files: Vec<String>,
+    pub(super) rows: u64,
+    /// Rows per reason.
+    pub(super) reasons: BTreeMap<String, u64>,
+}
+
 /// The batch's data columns (no lineage) and `_row`, from `first`.
 fn with_positions(
     batch: &RecordBatch,
@@ -203,6 +243,8 @@ fn count_reason_column(batch: &RecordBatch, reasons: &mut BTreeMap<String, u64>)
     let column = batch.column_by_name(REASON).ok_or("no `_reason` column")?;
     let mut add = |reason: Option<&str>| *reasons.entry(reason.unwrap_or("unknown").to_owned()).or_default() += 1;
     if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+        strings.iter().for_each(&mut add);
+    } else if let Some(strings) = column.as_any().downcast_ref::<LargeStringArray>() {
         strings.iter().for_each(&mut add);
     } else if let Some(views) = column.as_any().downcast_ref::<StringViewArray>() {
         views.iter().for_each(&mut add);

@@ -1,20 +1,27 @@
-//! Silver: Bronze tables cleaned by plugins, then made relational with
-//! polars (de-duplication on the key, foreign keys, columns taken from
-//! parents, derived columns), and tables derived by SQL; every rejected row
-//! kept in quarantine with its reason, and every count checked.
+//! Silver: Bronze tables cleaned by plugins, then made relational
+//! (de-duplication on the key, foreign keys, columns taken from parents,
+//! derived columns), and tables derived by SQL; every rejected row kept in
+//! quarantine with its reason, and every count checked.
 //!
-//! For each table built from Bronze, in an order where parents come first:
+//! A table built from Bronze streams: no step holds the table. In an order
+//! where parents come first:
 //!
 //! 1. the Bronze row groups are read in parallel by `workers` instances of
 //!    the cleaning plugin (one if it is not stateless), each batch with a
 //!    `_row` column, its position in the Bronze table; every input row must
 //!    come back on `out` or on `rejected`, or the step fails;
-//! 2. the `out` batches, in Bronze order, become one polars frame through the
-//!    C Data Interface; a row gets the first reason that applies:
+//! 2. the `out` batches are taken in Bronze order as they are ready (a few
+//!    row groups ahead at most); a row gets the first reason that applies:
 //!    `duplicate_key` (a key seen on an earlier row), then `orphan_<parent>`
-//!    per parent in order (its value is null or not among the parent's keys);
-//! 3. the kept rows get the parents' `take` columns and the `derive` columns,
-//!    and are written in the table's `columns` order.
+//!    per parent in order (its value is null or not among the parent's
+//!    keys). What this remembers is keys: the keys seen, and each parent's
+//!    keys with the columns children take (`rules`, `keys`);
+//! 3. the kept rows get the parents' `take` columns and the `derive` columns
+//!    (polars expressions, batch by batch), and are written in the table's
+//!    `columns` order; a parent's keys are gathered as it is written.
+//!
+//! A `sql` table reads the tables it names back from the lake (only the
+//! columns its query names) and runs its query with polars.
 //!
 //! Quarantine, per table under `quarantine/silver/<table>/current/run=<id>/`:
 //! `clean-*.parquet` holds the rows the plugin rejected with their original
@@ -33,6 +40,7 @@
 
 mod clean;
 mod hive;
+mod keys;
 mod rules;
 mod write;
 
@@ -40,6 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use medallion_common::work;
 use medallion_lake::{Lake, LakeError, Manifest, ParquetTable, TableFiles};
@@ -51,7 +60,8 @@ use polars::prelude::DataFrame;
 use crate::frame;
 
 pub use hive::hive_ddl;
-use rules::{Rules, count_reasons};
+use rules::{ParentIndex, Rules};
+use write::{Indexes, TableWriter};
 
 /// The zone and the one partition Silver is published as (a snapshot).
 pub const ZONE: &str = medallion_lake::SILVER_ZONE;
@@ -179,7 +189,8 @@ pub fn build(
             lake.url()
         ))
     })?;
-    let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    let wanted = rules::wanted_indexes(spec);
+    let mut indexes: Indexes = HashMap::new();
     let mut report = SilverReport::default();
     let mut manifest =
         Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
@@ -187,8 +198,8 @@ pub fn build(
     while !left.is_empty() {
         medallion_common::cancel::check()?;
         // The next tables (in order) whose inputs are built, two at a time:
-        // a table's single-threaded steps (relational checks, writing
-        // Parquet) then overlap with the other's, and memory stays bounded.
+        // one table's single-threaded steps (its rules, writing Parquet)
+        // then overlap with the other's.
         let ready: Vec<&String> = left
             .iter()
             .copied()
@@ -199,21 +210,27 @@ pub fn build(
             return Err(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
         }
         let built: Vec<Result<BuiltTable, SilverError>> = std::thread::scope(|scope| {
+            let (bronze, indexes, wanted, manifest) = (&bronze, &indexes, &wanted, &manifest);
             let handles: Vec<_> = ready
                 .iter()
-                .map(|name| scope.spawn(|| build_table(lake, spec, name, &bronze, catalog, options, &frames)))
+                .map(|name| {
+                    scope.spawn(move || {
+                        let context = Context { bronze, catalog, indexes, wanted, built: manifest };
+                        build_table(lake, spec, name, options, &context)
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         });
         for (name, result) in ready.iter().zip(built) {
-            let BuiltTable { frame, files, report: table_report } = result?;
+            let BuiltTable { files, report: table_report, indexes: built_indexes } = result?;
             manifest.tables.insert((*name).clone(), files);
             report.tables.push(table_report);
-            frames.insert((*name).clone(), frame);
+            indexes.extend(built_indexes);
         }
         left.retain(|name| !ready.contains(name));
-        // Keep a frame only while a table still to build reads it.
-        frames.retain(|kept, _| left.iter().any(|name| spec.reads(name).contains(kept)));
+        // Keep an index only while a table still to build reads it.
+        indexes.retain(|(kept, _), _| left.iter().any(|name| spec.reads(name).contains(kept)));
     }
     medallion_common::cancel::check()?;
     manifest.committed_at = medallion_common::date::rfc3339(now_micros());
@@ -232,12 +249,13 @@ pub fn check(
     limits: Limits,
 ) -> Result<HashMap<String, DataFrame>, (String, String)> {
     let order = spec.order().map_err(|e| ("silver.tables".to_owned(), e))?;
+    let wanted = rules::wanted_indexes(spec);
     let mut frames: HashMap<String, DataFrame> = HashMap::new();
+    let mut indexes: Indexes = HashMap::new();
     for name in &order {
         let table = &spec.tables[name];
-        let rules = Rules { table: name, spec: table };
         let at = |field: &str| format!("silver.tables.{name}.{field}");
-        let frame = match (&table.clean, &table.sql) {
+        let schema = match (&table.clean, &table.sql) {
             (Some(step), _) => {
                 let plugin = catalog
                     .resolve(&step.plugin, step.version.as_deref())
@@ -254,14 +272,26 @@ pub fn check(
                     // checked further without data.
                     continue;
                 };
-                let mut empty = frame::to_polars(&schema, &[]).map_err(|e| (at("clean"), e.to_string()))?;
-                rules.relational(&mut empty, &frames).map(|(kept, _)| kept).map_err(|e| (at(""), e.to_string()))?
+                // A table whose parent could not be checked cannot be either.
+                if table.parents.iter().any(|p| !frames.contains_key(&p.table)) {
+                    continue;
+                }
+                Rules::new(name, table, &schema, &indexes).map_err(|e| (at(""), e.to_string()))?.schema
             }
             // A table over one that could not be checked cannot be either.
             (None, Some(_)) if spec.reads(name).iter().any(|read| !frames.contains_key(read)) => continue,
-            (None, Some(sql)) => rules.run_sql(sql, &frames).map_err(|e| (at("sql"), e.to_string()))?,
+            (None, Some(sql)) => {
+                let frame = rules::run_sql(name, sql, &frames).map_err(|e| (at("sql"), e.to_string()))?;
+                frame::arrow_schema(&frame).map_err(|e| (at("sql"), e.to_string()))?
+            }
             (None, None) => continue,
         };
+        for ((parent, key), take) in wanted.iter().filter(|((parent, _), _)| parent == name) {
+            let index =
+                ParentIndex::new(parent, key, take, schema.clone()).map_err(|e| ("silver.tables".to_owned(), e))?;
+            indexes.insert((parent.clone(), key.clone()), index);
+        }
+        let frame = frame::to_polars(&schema, &[]).map_err(|e| (at(""), e.to_string()))?;
         frames.insert(name.clone(), frame);
     }
     Ok(frames)
@@ -272,39 +302,50 @@ const TABLES_AT_ONCE: usize = 2;
 
 /// A built Silver table.
 struct BuiltTable {
-    /// Its rows, for the tables that read it.
-    frame: DataFrame,
     /// Its files, as the commit lists them.
     files: TableFiles,
     /// What happened to its rows.
     report: SilverTableReport,
+    /// Its keys, for the tables whose parent it is.
+    indexes: Vec<((String, String), ParentIndex)>,
 }
 
-/// Builds one Silver table, from Bronze or by SQL over the `frames` it reads.
+/// What building one table reads besides its own spec.
+struct Context<'a> {
+    /// The Bronze partition.
+    bronze: &'a Manifest,
+    catalog: &'a Catalog,
+    /// The parents' keys.
+    indexes: &'a Indexes,
+    /// The indexes every table must keep of itself.
+    wanted: &'a BTreeMap<(String, String), Vec<String>>,
+    /// The tables built so far (a `sql` table reads them back).
+    built: &'a Manifest,
+}
+
+/// Builds one Silver table, from Bronze or by SQL over the tables it reads.
 fn build_table(
     lake: &Lake,
     spec: &SilverSpec,
     name: &str,
-    bronze: &Manifest,
-    catalog: &Catalog,
     options: &SilverOptions,
-    frames: &HashMap<String, DataFrame>,
+    context: &Context<'_>,
 ) -> Result<BuiltTable, SilverError> {
     let table = &spec.tables[name];
     let started = Instant::now();
     let builder = TableBuilder { lake, name, options };
     let mut built = match &table.from {
         Some(from) => {
-            let bronze_files = bronze.tables.get(from).ok_or_else(|| {
+            let bronze_files = context.bronze.tables.get(from).ok_or_else(|| {
                 SilverError::Config(format!(
                     "silver.tables.{name}: Bronze table `{from}` is not in partition {} (it has {})",
                     options.bronze_partition,
-                    bronze.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                    context.bronze.tables.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-            builder.build_from_bronze(from, table, bronze_files, catalog, frames)?
+            builder.build_from_bronze(from, table, bronze_files, context)?
         }
-        None => builder.build_from_sql(table, frames)?,
+        None => builder.build_from_sql(spec, table, context)?,
     };
     let table_report = &mut built.report;
     table_report.seconds = started.elapsed().as_secs_f64();
@@ -347,12 +388,11 @@ impl TableBuilder<'_> {
         from: &str,
         table: &SilverTableSpec,
         bronze: &TableFiles,
-        catalog: &Catalog,
-        frames: &HashMap<String, DataFrame>,
+        context: &Context<'_>,
     ) -> Result<BuiltTable, SilverError> {
         let step =
             table.clean.as_ref().ok_or_else(|| SilverError::Config(format!("{}: no `clean` step", self.name)))?;
-        let plugin = catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
+        let plugin = context.catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
             SilverError::Config(format!(
                 "silver.tables.{}.clean: no plugin `{}`{} in the plugins folder\n  hint: `host plugins list` shows what is there; build them with `cargo xtask build-plugins`",
                 self.name,
@@ -367,31 +407,59 @@ impl TableBuilder<'_> {
                 detail: format!("Bronze `{from}` holds {} rows but its commit says {}", input.rows(), bronze.rows),
             });
         }
+        // Made when the first cleaned rows arrive (their schema is the
+        // plugin's `out`), or after cleaning from the declared schema.
+        let mut rules: Option<Rules> = None;
+        let mut writer: Option<TableWriter> = None;
+        let mut checks = clean::Quarantine::new(self, "checks");
+        let mut rules_seconds = 0.0;
         let started = Instant::now();
-        let cleaned = self.clean(&input, &plugin, &step.config.to_string())?;
-        let clean_seconds = started.elapsed().as_secs_f64();
-        let mut frame = frame::to_polars(&cleaned.out_schema, &cleaned.out).map_err(|e| self.engine_error(e))?;
-        drop(cleaned.out);
-        let (kept, rejected) = Rules { table: self.name, spec: table }.relational(&mut frame, frames)?;
-        let relational_seconds = started.elapsed().as_secs_f64() - clean_seconds;
+        let cleaned = self.clean(&input, &plugin, &step.config.to_string(), |batches: Vec<RecordBatch>| {
+            let Some(first) = batches.first() else { return Ok(()) };
+            let started = Instant::now();
+            let rules = match &mut rules {
+                Some(rules) => rules,
+                None => rules.insert(Rules::new(self.name, table, &first.schema(), context.indexes)?),
+            };
+            let applied = rules.apply(&batches)?;
+            rules_seconds += started.elapsed().as_secs_f64();
+            checks.write(&applied.rejected)?;
+            let writer = match &mut writer {
+                Some(writer) => writer,
+                None => writer.insert(TableWriter::new(self, rules.schema.clone(), context.wanted)?),
+            };
+            writer.write(&applied.kept)
+        })?;
+        let rules = match rules {
+            Some(rules) => rules,
+            None => {
+                let schema = cleaned.declared.clone().ok_or_else(|| {
+                    self.engine_error("the cleaning plugin declares no schema for `out` and emitted no batch")
+                })?;
+                Rules::new(self.name, table, &schema, context.indexes)?
+            }
+        };
+        let writer = match writer {
+            Some(writer) => writer,
+            None => TableWriter::new(self, rules.schema.clone(), context.wanted)?,
+        };
+        let written = writer.finish()?;
+        let checks = checks.finish()?;
         let mut reasons = cleaned.reasons;
-        count_reasons(&rejected, &mut reasons).map_err(|e| self.engine_error(e))?;
-        let rows = kept.height() as u64;
-        let quarantined = cleaned.quarantined + rejected.height() as u64;
-        self.conserved(from, input.rows(), rows, quarantined, &reasons)?;
-        let (files, written) = self.write(&kept, &self.folder(ZONE), "part")?;
-        debug_assert_eq!(written, rows);
-        let mut quarantine_files = cleaned.quarantine_files;
-        if rejected.height() > 0 {
-            quarantine_files.extend(self.write(&rejected, &self.folder("quarantine/silver"), "checks")?.0);
+        for (reason, count) in checks.reasons {
+            *reasons.entry(reason).or_insert(0) += count;
         }
+        let rows = written.rows;
+        let quarantined = cleaned.quarantined + checks.rows;
+        self.conserved(from, input.rows(), rows, quarantined, &reasons)?;
         tracing::debug!(
             table = %self.name,
-            clean_s = format!("{clean_seconds:.2}"),
-            relational_s = format!("{relational_seconds:.2}"),
-            write_s = format!("{:.2}", started.elapsed().as_secs_f64() - clean_seconds - relational_seconds),
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            rules_s = format!("{rules_seconds:.2}"),
             "silver table steps"
         );
+        let mut quarantine_files = cleaned.quarantine_files;
+        quarantine_files.extend(checks.files);
         let info = plugin.info();
         let report = SilverTableReport {
             table: self.name.to_owned(),
@@ -410,8 +478,8 @@ impl TableBuilder<'_> {
             seconds: 0.0,
         };
         let source = format!("bronze/{from}/{}", self.options.bronze_partition);
-        let files = TableFiles { source, files, rows, quarantine_files, quarantined, reasons };
-        Ok(BuiltTable { frame: kept, files, report })
+        let files = TableFiles { source, files: written.files, rows, quarantine_files, quarantined, reasons };
+        Ok(BuiltTable { files, report, indexes: written.indexes })
     }
 
     /// Checks that every one of the `bronze` rows of Bronze table `from` is
@@ -434,12 +502,28 @@ impl TableBuilder<'_> {
 
     fn build_from_sql(
         &self,
+        spec: &SilverSpec,
         table: &SilverTableSpec,
-        frames: &HashMap<String, DataFrame>,
+        context: &Context<'_>,
     ) -> Result<BuiltTable, SilverError> {
-        let frame =
-            Rules { table: self.name, spec: table }.run_sql(table.sql.as_deref().unwrap_or_default(), frames)?;
-        let (files, rows) = self.write(&frame, &self.folder(ZONE), "part")?;
+        let sql = table.sql.as_deref().unwrap_or_default();
+        let mut frames = HashMap::new();
+        for read in spec.reads(self.name) {
+            let files = context.built.tables.get(&read).map(|t| t.files.as_slice()).unwrap_or_default();
+            let (schema, batches) =
+                crate::read::named_columns::<SilverError>(self.lake, files, self.options.workers, &[sql])?;
+            let frame = frame::to_polars(&schema, &batches).map_err(|e| self.engine_error(e))?;
+            frames.insert(read, frame);
+        }
+        let mut frame = rules::run_sql(self.name, sql, &frames)?;
+        drop(frames);
+        let schema = frame::arrow_schema(&frame).map_err(|e| self.engine_error(e))?;
+        let batches = frame::from_polars(&mut frame).map_err(|e| self.engine_error(e))?;
+        drop(frame);
+        let mut writer = TableWriter::new(self, schema, context.wanted)?;
+        writer.write(&batches)?;
+        let written = writer.finish()?;
+        let rows = written.rows;
         let report = SilverTableReport {
             table: self.name.to_owned(),
             source: "sql".to_owned(),
@@ -448,13 +532,13 @@ impl TableBuilder<'_> {
         };
         let files = TableFiles {
             source: "sql".to_owned(),
-            files,
+            files: written.files,
             rows,
             quarantine_files: Vec::new(),
             quarantined: 0,
             reasons: BTreeMap::new(),
         };
-        Ok(BuiltTable { frame, files, report })
+        Ok(BuiltTable { files, report, indexes: written.indexes })
     }
 }
 

@@ -1,0 +1,55 @@
+//! Committed tables read back from the lake for a SQL step: only the
+//! columns its queries name, row group by row group on several threads, in
+//! table order.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use medallion_common::work;
+use medallion_lake::{Lake, LakeError, ParquetTable};
+
+/// The columns of `files` that some of `queries` name (all of them when a
+/// query selects `*` or names none), read by `workers` threads.
+pub(crate) fn named_columns<E>(
+    lake: &Lake,
+    files: &[String],
+    workers: usize,
+    queries: &[&str],
+) -> Result<(SchemaRef, Vec<RecordBatch>), E>
+where
+    E: From<LakeError> + From<work::Panicked> + Send,
+{
+    let table = ParquetTable::open(lake, files, Arc::new(Schema::empty()))?;
+    let columns = named(table.schema(), queries);
+    let parts = work::map(table.row_groups(), workers, |_, group| -> Result<Vec<RecordBatch>, E> {
+        Ok(table.read_columns(lake, group, 1 << 20, columns.as_deref())?.collect::<Result<_, _>>()?)
+    })?;
+    let batches: Vec<RecordBatch> = parts.into_iter().flatten().collect();
+    let schema = match (batches.first(), columns) {
+        (Some(batch), _) => batch.schema(),
+        (None, Some(columns)) => {
+            let indices: Vec<usize> = columns.iter().filter_map(|c| table.schema().index_of(c).ok()).collect();
+            Arc::new(table.schema().project(&indices).map_err(|e| LakeError::Parquet {
+                url: lake.url().to_owned(),
+                path: files.first().cloned().unwrap_or_default(),
+                message: e.to_string(),
+            })?)
+        }
+        (None, None) => table.schema().clone(),
+    };
+    Ok((schema, batches))
+}
+
+/// The columns of `schema` that appear as words in `queries`, or `None`
+/// (every column) when a query selects `*` or names none of them.
+fn named(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
+    if queries.iter().any(|q| q.contains('*') && q.replace("(*)", "").contains('*')) {
+        return None;
+    }
+    let words: std::collections::BTreeSet<&str> =
+        queries.iter().flat_map(|q| medallion_pipeline::sql_words(q)).collect();
+    let named: Vec<String> =
+        schema.fields().iter().map(|f| f.name().clone()).filter(|name| words.contains(name.as_str())).collect();
+    (!named.is_empty()).then_some(named)
+}

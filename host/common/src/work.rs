@@ -193,6 +193,7 @@ where
         }
     };
     let mut consumer_error = None;
+    let mut consumer_panicked = None;
     let panicked = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
         loop {
@@ -223,15 +224,23 @@ where
                 }
             };
             let Some((index, result)) = next else { break };
-            if let Err(e) = consume(index, result) {
+            // A panicking consumer must stop the workers too, or they would
+            // wait for it forever.
+            let consumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| consume(index, result)));
+            if let Err(payload) = &consumed {
+                consumer_panicked = Some(Panicked::from_payload(payload.as_ref()));
+            }
+            if let Ok(Err(e)) = consumed {
                 consumer_error = Some(e);
+            }
+            if consumer_error.is_some() || consumer_panicked.is_some() {
                 let mut state = lock();
                 state.failed = true;
                 changed.notify_all();
                 break;
             }
         }
-        let mut panicked = None;
+        let mut panicked = consumer_panicked;
         for handle in handles {
             if let Err(payload) = handle.join() {
                 panicked = Some(Panicked::from_payload(payload.as_ref()));
@@ -438,6 +447,16 @@ mod tests {
             |_, _| Ok(()),
         );
         assert_eq!(panics, Err(Error::Panicked));
+        let consumer_panics = map_in_order(
+            &items,
+            2,
+            3,
+            || Ok(()),
+            |_, i, _| Ok::<_, Error>(i),
+            |_| Ok(()),
+            |i, _| if i == 7 { panic!("boom") } else { ok(i) },
+        );
+        assert_eq!(consumer_panics, Err(Error::Panicked));
         let empty = map_in_order(&[] as &[usize], 2, 3, || Ok(()), |_, i, _| Ok(i), |_| Ok(()), |_, _| ok(0));
         assert_eq!(empty, Ok(()));
     }

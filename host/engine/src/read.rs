@@ -42,9 +42,18 @@ where
 }
 
 /// The columns of `schema` that appear as words in `queries`, or `None`
-/// (every column) when a query selects `*` or names none of them.
+/// (every column) when a query selects `*`, quotes a name, joins by
+/// `NATURAL` or `USING` (names the words do not show), or names none.
 fn named(schema: &SchemaRef, queries: &[&str]) -> Option<Vec<String>> {
-    if queries.iter().any(|q| q.contains('*') && q.replace("(*)", "").contains('*')) {
+    let unsure = |q: &str| {
+        let upper = q.to_ascii_uppercase();
+        (q.contains('*') && q.replace("(*)", "").contains('*'))
+            || q.contains('"')
+            || q.contains('`')
+            || upper.contains("NATURAL")
+            || upper.contains("USING")
+    };
+    if queries.iter().any(|q| unsure(q)) {
         return None;
     }
     let words: std::collections::BTreeSet<&str> =

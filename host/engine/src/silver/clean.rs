@@ -199,7 +199,7 @@ impl<'a> Quarantine<'a> {
             let prefix = self.prefix;
             writer.write(batch).map_err(|e| match e {
                 LakeError::Parquet { message, .. } if message.contains("schema") => builder.engine_error(format!(
-                    "the cleaning plugin's `{prefix}` batches do not all have the same columns: {message}"
+                    "the `{prefix}` quarantine batches do not all have the same columns (from the cleaning plugin's `rejected` or `nulled` ports): {message}"
                 )),
                 other => other.into(),
             })?;
@@ -241,7 +241,15 @@ fn with_positions(
 
 fn count_reason_column(batch: &RecordBatch, reasons: &mut BTreeMap<String, u64>) -> Result<(), String> {
     let column = batch.column_by_name(REASON).ok_or("no `_reason` column")?;
-    let mut add = |reason: Option<&str>| *reasons.entry(reason.unwrap_or("unknown").to_owned()).or_default() += 1;
+    let mut add = |reason: Option<&str>| {
+        let reason = reason.unwrap_or("unknown");
+        match reasons.get_mut(reason) {
+            Some(count) => *count += 1,
+            None => {
+                reasons.insert(reason.to_owned(), 1);
+            }
+        }
+    };
     if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
         strings.iter().for_each(&mut add);
     } else if let Some(strings) = column.as_any().downcast_ref::<LargeStringArray>() {

@@ -75,6 +75,15 @@ impl KeyColumn {
         })
     }
 
+    /// The key on `row`, as an error message shows it.
+    pub(super) fn describe(&self, row: usize) -> String {
+        match self.get(row) {
+            Key::Null => "null".to_owned(),
+            Key::Int(k) => k.to_string(),
+            Key::Text(text) => format!("{text:?}"),
+        }
+    }
+
     /// The key on `row`.
     pub(super) fn get(&self, row: usize) -> Key<'_> {
         let null = match self {
@@ -113,20 +122,20 @@ pub(super) struct KeySet {
     null: bool,
 }
 
-enum IntSet {
-    /// Bit `k - lo` is set when `k` is in the set; `len` keys are.
-    Dense {
-        lo: i64,
-        bits: Vec<u64>,
-        len: u64,
-    },
-    Sparse(HashSet<i64, RandomState>),
-}
-
-impl Default for IntSet {
-    fn default() -> Self {
-        IntSet::Dense { lo: 0, bits: Vec::new(), len: 0 }
-    }
+/// Integer keys: a bitmap over a range while the range stays dense (bit
+/// `k - lo` set when `k` is in), and the keys outside it in a hash set. The
+/// range grows to take in a key when it stays dense enough counting every
+/// key held, and then the hash set's keys inside it move in: a few outliers
+/// early on do not turn millions of dense keys into a hash table.
+#[derive(Default)]
+struct IntSet {
+    lo: i64,
+    bits: Vec<u64>,
+    /// Keys in `bits`.
+    dense: u64,
+    outside: HashSet<i64, RandomState>,
+    /// When `outside` holds this many keys, the range is chosen again.
+    rebase_at: usize,
 }
 
 impl KeySet {
@@ -144,65 +153,127 @@ impl KeySet {
         match key {
             Key::Null => false,
             Key::Text(text) => self.text.contains(text),
-            Key::Int(k) => match &self.ints {
-                IntSet::Dense { lo, bits, .. } => {
-                    let Some(offset) = k.checked_sub(*lo).and_then(|o| u64::try_from(o).ok()) else { return false };
-                    bits.get((offset / 64) as usize).is_some_and(|word| word & (1 << (offset % 64)) != 0)
-                }
-                IntSet::Sparse(set) => set.contains(&k),
-            },
+            Key::Int(k) => self.ints.contains(k),
         }
     }
 }
 
 impl IntSet {
+    fn offset(&self, k: i64) -> Option<u64> {
+        let offset = u64::try_from(k.checked_sub(self.lo)?).ok()?;
+        (offset < self.bits.len() as u64 * 64).then_some(offset)
+    }
+
+    fn contains(&self, k: i64) -> bool {
+        match self.offset(k) {
+            Some(offset) => self.bits[(offset / 64) as usize] & (1 << (offset % 64)) != 0,
+            None => self.outside.contains(&k),
+        }
+    }
+
+    /// Sets the bit of `k`, inside the range; true when it was not set.
+    fn set(&mut self, offset: u64) -> bool {
+        let (word, bit) = ((offset / 64) as usize, 1u64 << (offset % 64));
+        let new = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        self.dense += u64::from(new);
+        new
+    }
+
     fn insert(&mut self, k: i64) -> bool {
-        if let IntSet::Dense { lo, bits, len } = self {
-            if bits.is_empty() {
-                *lo = k.div_euclid(64).saturating_mul(64);
-            }
-            let span = bits.len() as u64 * 64;
-            match fit(*lo, span, k, 64, (*len + 1).saturating_mul(SET_BITS_PER_KEY)) {
-                Fit::Inside(offset) => {
-                    let (word, bit) = ((offset / 64) as usize, 1u64 << (offset % 64));
-                    let new = bits[word] & bit == 0;
-                    bits[word] |= bit;
-                    *len += u64::from(new);
-                    return new;
-                }
-                Fit::Grow { lo: new_lo, span: new_span } => {
-                    let shift = ((*lo - new_lo) / 64) as usize;
-                    let mut grown = vec![0u64; (new_span / 64) as usize];
-                    grown[shift..shift + bits.len()].copy_from_slice(bits);
-                    (*lo, *bits) = (new_lo, grown);
-                    return self.insert(k);
-                }
-                Fit::TooSparse => {
-                    let mut set = HashSet::with_capacity_and_hasher(*len as usize + 1, RandomState::default());
-                    for (w, word) in bits.iter().enumerate() {
-                        let mut word = *word;
-                        while word != 0 {
-                            set.insert(*lo + (w as i64) * 64 + i64::from(word.trailing_zeros()));
-                            word &= word - 1;
+        if let Some(offset) = self.offset(k) {
+            return self.set(offset);
+        }
+        if self.outside.contains(&k) {
+            return false;
+        }
+        if self.bits.is_empty() {
+            self.lo = k.div_euclid(64).saturating_mul(64);
+        }
+        let held = self.dense + self.outside.len() as u64 + 1;
+        match fit(self.lo, self.bits.len() as u64 * 64, k, 64, held.saturating_mul(SET_BITS_PER_KEY)) {
+            Fit::Grow { lo, span } => {
+                let shift = ((self.lo - lo) / 64) as usize;
+                let mut grown = vec![0u64; (span / 64) as usize];
+                grown[shift..shift + self.bits.len()].copy_from_slice(&self.bits);
+                (self.lo, self.bits) = (lo, grown);
+                let outside = std::mem::take(&mut self.outside);
+                for key in outside {
+                    match self.offset(key) {
+                        Some(offset) => {
+                            self.set(offset);
+                        }
+                        None => {
+                            self.outside.insert(key);
                         }
                     }
-                    *self = IntSet::Sparse(set);
                 }
+                self.insert(k)
+            }
+            Fit::Inside | Fit::TooSparse => {
+                self.outside.insert(k);
+                if self.outside.len() >= self.rebase_at.max(REBASE_START) {
+                    self.rebase();
+                }
+                true
             }
         }
-        match self {
-            IntSet::Sparse(set) => set.insert(k),
-            IntSet::Dense { .. } => unreachable!("a dense set that refuses a key turns sparse"),
+    }
+
+    /// Chooses the range again: the densest run of all the keys held (an
+    /// early outlier had fixed it far from the rest).
+    fn rebase(&mut self) {
+        let mut keys: Vec<i64> = self.outside.drain().collect();
+        for (w, word) in self.bits.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                keys.push(self.lo + (w as i64) * 64 + i64::from(word.trailing_zeros()));
+                word &= word - 1;
+            }
         }
+        keys.sort_unstable();
+        let (from, to) = densest(&keys, (keys.len() as u64).saturating_mul(SET_BITS_PER_KEY));
+        self.lo = keys[from].div_euclid(64).saturating_mul(64);
+        let span = (keys[to - 1] as i128 - self.lo as i128 + 1) as u64;
+        self.bits = vec![0; span.next_multiple_of(64) as usize / 64];
+        self.dense = 0;
+        for (i, k) in keys.iter().enumerate() {
+            if (from..to).contains(&i) {
+                self.set((k - self.lo) as u64);
+            } else {
+                self.outside.insert(*k);
+            }
+        }
+        self.rebase_at = 2 * self.outside.len();
     }
 }
 
+/// Keys outside the range before it is first chosen again.
+const REBASE_START: usize = 1 << 12;
+
+/// The run `[from, to)` of sorted `keys` with the most keys whose values
+/// span at most `limit` (at least [`DENSE_START`]).
+fn densest(keys: &[i64], limit: u64) -> (usize, usize) {
+    let limit = limit.max(DENSE_START) as i128;
+    let (mut best, mut from) = ((0, 0), 0);
+    for to in 0..keys.len() {
+        while keys[to] as i128 - keys[from] as i128 >= limit {
+            from += 1;
+        }
+        if to + 1 - from > best.1 - best.0 {
+            best = (from, to + 1);
+        }
+    }
+    best
+}
+
 /// Where a key falls in a dense range `[lo, lo + span)` of `unit`-aligned
-/// storage that may grow to `limit` keys.
+/// storage that may cover `limit` values.
 enum Fit {
-    /// At this offset.
-    Inside(u64),
-    /// Past the range: grow it to this one (at least double, `unit`-aligned).
+    /// Inside the range already.
+    Inside,
+    /// Past the range: grow it to this one (doubling, within the limit,
+    /// `unit`-aligned).
     Grow { lo: i64, span: u64 },
     /// The range it needs would be too sparse.
     TooSparse,
@@ -211,15 +282,16 @@ enum Fit {
 fn fit(lo: i64, span: u64, k: i64, unit: u64, limit: u64) -> Fit {
     let hi = lo as i128 + span as i128;
     if (k as i128) >= lo as i128 && (k as i128) < hi {
-        return Fit::Inside((k as i128 - lo as i128) as u64);
+        return Fit::Inside;
     }
+    let limit = limit.max(DENSE_START);
     let needed_lo = (k as i128).min(lo as i128);
     let needed_hi = (k as i128 + 1).max(hi);
     let needed = needed_hi - needed_lo;
-    if needed > limit.max(DENSE_START) as i128 {
+    if needed > limit as i128 {
         return Fit::TooSparse;
     }
-    let span = (needed as u64).max(span.saturating_mul(2)).next_multiple_of(unit);
+    let span = (needed as u64).max(span.saturating_mul(2).min(limit)).next_multiple_of(unit);
     // Slack on the side the key came from.
     let lo = if (k as i128) < lo as i128 { needed_hi - span as i128 } else { needed_lo };
     let lo = (lo.div_euclid(unit as i128) * unit as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
@@ -235,34 +307,35 @@ pub(super) struct KeyMap {
     text: HashMap<Box<str>, u32, RandomState>,
 }
 
-enum IntMap {
-    /// Slot `k - lo` holds `k`'s position, or `NONE`; `len` keys are held.
-    Dense {
-        lo: i64,
-        slots: Vec<u32>,
-        len: u64,
-    },
-    Sparse(HashMap<i64, u32, RandomState>),
+/// Integer keys to positions: an array of positions over a dense range
+/// (slot `k - lo`, `NONE` when `k` is not held) and a hash map for the keys
+/// outside it, grown as [`IntSet`] is.
+#[derive(Default)]
+struct IntMap {
+    lo: i64,
+    slots: Vec<u32>,
+    /// Keys in `slots`.
+    dense: u64,
+    outside: HashMap<i64, u32, RandomState>,
+    /// When `outside` holds this many keys, the range is chosen again.
+    rebase_at: usize,
 }
 
 const NONE: u32 = u32::MAX;
 
-impl Default for IntMap {
-    fn default() -> Self {
-        IntMap::Dense { lo: 0, slots: Vec::new(), len: 0 }
-    }
-}
-
 impl KeyMap {
-    /// Notes that `key` is on row `position`, unless it was seen before.
-    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) {
+    /// Notes that `key` is on row `position`, unless it was seen before;
+    /// false when it was (a null key is never kept, and always new).
+    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) -> bool {
         debug_assert!(position != NONE);
         match key {
-            Key::Null => {}
+            Key::Null => true,
             Key::Text(text) => {
-                if !self.text.contains_key(text) {
-                    self.text.insert(text.into(), position);
+                if self.text.contains_key(text) {
+                    return false;
                 }
+                self.text.insert(text.into(), position);
+                true
             }
             Key::Int(k) => self.ints.insert(k, position),
         }
@@ -273,53 +346,95 @@ impl KeyMap {
         match key {
             Key::Null => None,
             Key::Text(text) => self.text.get(text).copied(),
-            Key::Int(k) => match &self.ints {
-                IntMap::Dense { lo, slots, .. } => {
-                    let offset = usize::try_from(k.checked_sub(*lo)?).ok()?;
-                    slots.get(offset).copied().filter(|p| *p != NONE)
-                }
-                IntMap::Sparse(map) => map.get(&k).copied(),
-            },
+            Key::Int(k) => self.ints.get(k),
         }
     }
 }
 
 impl IntMap {
-    fn insert(&mut self, k: i64, position: u32) {
-        if let IntMap::Dense { lo, slots, len } = self {
-            if slots.is_empty() {
-                *lo = k;
+    fn offset(&self, k: i64) -> Option<usize> {
+        let offset = usize::try_from(k.checked_sub(self.lo)?).ok()?;
+        (offset < self.slots.len()).then_some(offset)
+    }
+
+    fn get(&self, k: i64) -> Option<u32> {
+        match self.offset(k) {
+            Some(offset) => Some(self.slots[offset]).filter(|p| *p != NONE),
+            None => self.outside.get(&k).copied(),
+        }
+    }
+
+    fn insert(&mut self, k: i64, position: u32) -> bool {
+        if let Some(offset) = self.offset(k) {
+            let slot = &mut self.slots[offset];
+            if *slot != NONE {
+                return false;
             }
-            match fit(*lo, slots.len() as u64, k, 1, (*len + 1).saturating_mul(MAP_SLOTS_PER_KEY)) {
-                Fit::Inside(offset) => {
-                    let slot = &mut slots[offset as usize];
-                    if *slot == NONE {
-                        *slot = position;
-                        *len += 1;
-                    }
-                    return;
-                }
-                Fit::Grow { lo: new_lo, span } => {
-                    let shift = (*lo - new_lo) as usize;
-                    let mut grown = vec![NONE; span as usize];
-                    grown[shift..shift + slots.len()].copy_from_slice(slots);
-                    (*lo, *slots) = (new_lo, grown);
-                    return self.insert(k, position);
-                }
-                Fit::TooSparse => {
-                    let mut map = HashMap::with_capacity_and_hasher(*len as usize + 1, RandomState::default());
-                    for (offset, slot) in slots.iter().enumerate() {
-                        if *slot != NONE {
-                            map.insert(*lo + offset as i64, *slot);
+            *slot = position;
+            self.dense += 1;
+            return true;
+        }
+        if self.outside.contains_key(&k) {
+            return false;
+        }
+        if self.slots.is_empty() {
+            self.lo = k;
+        }
+        let held = self.dense + self.outside.len() as u64 + 1;
+        match fit(self.lo, self.slots.len() as u64, k, 1, held.saturating_mul(MAP_SLOTS_PER_KEY)) {
+            Fit::Grow { lo, span } => {
+                let shift = (self.lo - lo) as usize;
+                let mut grown = vec![NONE; span as usize];
+                grown[shift..shift + self.slots.len()].copy_from_slice(&self.slots);
+                (self.lo, self.slots) = (lo, grown);
+                let outside = std::mem::take(&mut self.outside);
+                for (key, at) in outside {
+                    match self.offset(key) {
+                        Some(offset) => {
+                            self.slots[offset] = at;
+                            self.dense += 1;
+                        }
+                        None => {
+                            self.outside.insert(key, at);
                         }
                     }
-                    *self = IntMap::Sparse(map);
                 }
+                self.insert(k, position)
+            }
+            Fit::Inside | Fit::TooSparse => {
+                self.outside.insert(k, position);
+                if self.outside.len() >= self.rebase_at.max(REBASE_START) {
+                    self.rebase();
+                }
+                true
             }
         }
-        if let IntMap::Sparse(map) = self {
-            map.entry(k).or_insert(position);
+    }
+
+    /// As [`IntSet::rebase`].
+    fn rebase(&mut self) {
+        let mut keys: Vec<(i64, u32)> = self.outside.drain().collect();
+        for (offset, slot) in self.slots.iter().enumerate() {
+            if *slot != NONE {
+                keys.push((self.lo + offset as i64, *slot));
+            }
         }
+        keys.sort_unstable();
+        let values: Vec<i64> = keys.iter().map(|(k, _)| *k).collect();
+        let (from, to) = densest(&values, (keys.len() as u64).saturating_mul(MAP_SLOTS_PER_KEY));
+        drop(values);
+        self.lo = keys[from].0;
+        self.slots = vec![NONE; (keys[to - 1].0 - self.lo + 1) as usize];
+        self.dense = 0;
+        for (i, (k, at)) in keys.into_iter().enumerate() {
+            if (from..to).contains(&i) {
+                self.slots[(k - self.lo) as usize] = at;
+                self.dense += 1;
+            } else {
+                self.outside.insert(k, at);
+            }
+        }
+        self.rebase_at = 2 * self.outside.len();
     }
 }
 
@@ -347,7 +462,7 @@ mod tests {
         for k in keys().into_iter().chain([-1, 7, 1_000_002, 42_000_000_000]) {
             assert_eq!(set.contains(Key::Int(k)), plain.contains(&k), "looking up {k}");
         }
-        assert!(matches!(set.ints, IntSet::Sparse(_)), "the far keys made it sparse");
+        assert!(!set.ints.outside.is_empty(), "the far keys are outside the bitmap");
         assert!(set.insert(Key::Null) && !set.insert(Key::Null) && !set.contains(Key::Null));
         assert!(set.insert(Key::Text("a")) && !set.insert(Key::Text("a")) && set.contains(Key::Text("a")));
         assert!(!set.contains(Key::Text("b")));
@@ -359,10 +474,29 @@ mod tests {
         for k in (0..1_000_000i64).rev().chain(1_000_000..2_000_000) {
             assert!(set.insert(Key::Int(k + 500)));
         }
-        let IntSet::Dense { bits, len, .. } = &set.ints else { panic!("dense keys turned sparse") };
-        assert_eq!(*len, 2_000_000);
+        let IntSet { bits, dense, outside, .. } = &set.ints;
+        assert_eq!((*dense, outside.len()), (2_000_000, 0));
         assert!(bits.len() * 64 <= 4 * 2_000_000 + 128, "{} words", bits.len());
         assert!(set.contains(Key::Int(500)) && set.contains(Key::Int(2_000_499)) && !set.contains(Key::Int(499)));
+    }
+
+    #[test]
+    fn an_early_outlier_does_not_make_dense_keys_a_hash_set() {
+        let mut set = KeySet::default();
+        let mut map = KeyMap::default();
+        for (position, k) in [4_000_000_000_000i64, -7].into_iter().chain(1..1_000_000).enumerate() {
+            assert!(set.insert(Key::Int(k)));
+            assert!(map.insert(Key::Int(k), position as u32));
+        }
+        assert_eq!(set.ints.outside.len(), 1, "only the outlier is outside");
+        assert!(set.ints.bits.len() * 64 < 4 * 1_000_000);
+        assert!(map.ints.outside.len() <= 1 && map.ints.slots.len() < 4 * 1_000_000);
+        for k in [4_000_000_000_000i64, -7, 1, 999_999] {
+            assert!(set.contains(Key::Int(k)) && map.get(Key::Int(k)).is_some(), "{k}");
+        }
+        assert_eq!(map.get(Key::Int(-7)), Some(1));
+        assert_eq!(map.get(Key::Int(5)), Some(6));
+        assert!(!set.contains(Key::Int(0)) && map.get(Key::Int(1_000_000)).is_none());
     }
 
     #[test]
@@ -370,7 +504,8 @@ mod tests {
         let mut map = KeyMap::default();
         let mut plain = std::collections::HashMap::new();
         for (position, k) in keys().into_iter().enumerate() {
-            map.insert(Key::Int(k), position as u32);
+            let new = !plain.contains_key(&k);
+            assert_eq!(map.insert(Key::Int(k), position as u32), new, "inserting {k}");
             plain.entry(k).or_insert(position as u32);
         }
         for k in keys().into_iter().chain([-1, 7, 42_000_000_000]) {
@@ -385,7 +520,7 @@ mod tests {
         for k in (0..10_000i64).rev() {
             dense.insert(Key::Int(k), k as u32);
         }
-        assert!(matches!(dense.ints, IntMap::Dense { .. }));
+        assert!(dense.ints.outside.is_empty());
         assert_eq!(dense.get(Key::Int(1234)), Some(1234));
     }
 

@@ -195,43 +195,65 @@ pub fn build(
     let mut manifest =
         Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
     let mut left: Vec<&String> = order.iter().collect();
-    while !left.is_empty() {
-        medallion_common::cancel::check()?;
-        // The next tables (in order) whose inputs are built, two at a time:
-        // one table's single-threaded steps (its rules, writing Parquet)
-        // then overlap with the other's.
-        let ready: Vec<&String> = left
-            .iter()
-            .copied()
-            .filter(|name| spec.reads(name).iter().all(|read| manifest.tables.contains_key(read)))
-            .take(TABLES_AT_ONCE)
-            .collect();
-        if ready.is_empty() {
-            return Err(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
+    let mut running: Vec<&String> = Vec::new();
+    let mut failed: Option<SilverError> = None;
+    let (done, finished) = std::sync::mpsc::channel::<(&String, Result<BuiltTable, SilverError>)>();
+    std::thread::scope(|scope| {
+        loop {
+            // Start tables whose inputs are built (in order), two at a time:
+            // one table's single-threaded steps (its rules, writing Parquet)
+            // overlap with the other's, and a table starts as soon as its
+            // parents are done.
+            while failed.is_none() && running.len() < TABLES_AT_ONCE {
+                if let Err(e) = medallion_common::cancel::check() {
+                    failed = Some(e.into());
+                    break;
+                }
+                let Some(next) = left.iter().copied().find(|name| {
+                    !running.contains(name) && spec.reads(name).iter().all(|read| manifest.tables.contains_key(read))
+                }) else {
+                    break;
+                };
+                let (indexes, built, done) = (indexes.clone(), manifest.clone(), done.clone());
+                let (bronze, wanted) = (&bronze, &wanted);
+                scope.spawn(move || {
+                    let context = Context { bronze, catalog, indexes: &indexes, wanted, built: &built };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        build_table(lake, spec, next, options, &context)
+                    }))
+                    .unwrap_or_else(|panic| Err(work::Panicked::from_payload(panic.as_ref()).into()));
+                    // The receiver waits for every table it started.
+                    let _ = done.send((next, result));
+                });
+                running.push(next);
+            }
+            if running.is_empty() {
+                if failed.is_none() && !left.is_empty() {
+                    failed = Some(SilverError::Config(format!("silver.tables: {} wait on each other", names(&left))));
+                }
+                break;
+            }
+            let Ok((name, result)) = finished.recv() else { break };
+            running.retain(|r| *r != name);
+            left.retain(|l| *l != name);
+            match result {
+                Ok(BuiltTable { files, report: table_report, indexes: built }) => {
+                    manifest.tables.insert(name.clone(), files);
+                    report.tables.push(table_report);
+                    indexes.extend(built.into_iter().map(|(key, index)| (key, Arc::new(index))));
+                    // Keep an index only while a table still to build reads it.
+                    indexes.retain(|(kept, _), _| left.iter().any(|name| spec.reads(name).contains(kept)));
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        let built: Vec<Result<BuiltTable, SilverError>> = std::thread::scope(|scope| {
-            let (bronze, indexes, wanted, manifest) = (&bronze, &indexes, &wanted, &manifest);
-            let handles: Vec<_> = ready
-                .iter()
-                .map(|name| {
-                    scope.spawn(move || {
-                        let context = Context { bronze, catalog, indexes, wanted, built: manifest };
-                        build_table(lake, spec, name, options, &context)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        });
-        for (name, result) in ready.iter().zip(built) {
-            let BuiltTable { files, report: table_report, indexes: built_indexes } = result?;
-            manifest.tables.insert((*name).clone(), files);
-            report.tables.push(table_report);
-            indexes.extend(built_indexes);
-        }
-        left.retain(|name| !ready.contains(name));
-        // Keep an index only while a table still to build reads it.
-        indexes.retain(|(kept, _), _| left.iter().any(|name| spec.reads(name).contains(kept)));
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    report.tables.sort_by_key(|t| order.iter().position(|name| *name == t.table));
     medallion_common::cancel::check()?;
     manifest.committed_at = medallion_common::date::rfc3339(now_micros());
     manifest.commit(lake, ZONE, PARTITION)?;
@@ -286,10 +308,10 @@ pub fn check(
             }
             (None, None) => continue,
         };
-        for ((parent, key), take) in wanted.iter().filter(|((parent, _), _)| parent == name) {
-            let index =
-                ParentIndex::new(parent, key, take, schema.clone()).map_err(|e| ("silver.tables".to_owned(), e))?;
-            indexes.insert((parent.clone(), key.clone()), index);
+        for ((parent, key), wanted) in wanted.iter().filter(|((parent, _), _)| parent == name) {
+            let index = ParentIndex::new(parent, key, &wanted.take, schema.clone())
+                .map_err(|e| (wanted.asked_by.clone(), e))?;
+            indexes.insert((parent.clone(), key.clone()), Arc::new(index));
         }
         let frame = frame::to_polars(&schema, &[]).map_err(|e| (at(""), e.to_string()))?;
         frames.insert(name.clone(), frame);
@@ -318,7 +340,7 @@ struct Context<'a> {
     /// The parents' keys.
     indexes: &'a Indexes,
     /// The indexes every table must keep of itself.
-    wanted: &'a BTreeMap<(String, String), Vec<String>>,
+    wanted: &'a BTreeMap<(String, String), rules::Wanted>,
     /// The tables built so far (a `sql` table reads them back).
     built: &'a Manifest,
 }

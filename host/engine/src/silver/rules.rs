@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use medallion_pipeline::{SilverSpec, SilverTableSpec};
 use polars::prelude::{DataFrame, Expr, IntoLazy, LazyFrame, col};
 
@@ -65,7 +65,7 @@ impl<'a> Rules<'a> {
         table: &'a str,
         spec: &'a SilverTableSpec,
         cleaned: &SchemaRef,
-        indexes: &'a HashMap<(String, String), ParentIndex>,
+        indexes: &'a HashMap<(String, String), Arc<ParentIndex>>,
     ) -> Result<Rules<'a>, SilverError> {
         let config =
             |field: &str, message: String| SilverError::Config(format!("silver.tables.{table}.{field}: {message}"));
@@ -145,7 +145,7 @@ impl<'a> Rules<'a> {
             parents.push(Parent { column, reason: parent.orphan_reason(), index, take: taken });
         }
         let mut rejected_fields: Vec<Field> = cleaned.fields().iter().map(|f| f.as_ref().clone()).collect();
-        rejected_fields.push(Field::new(REASON, arrow_schema::DataType::Utf8, false));
+        rejected_fields.push(Field::new(REASON, DataType::Utf8, false));
         let mut derive = Vec::new();
         for (name, expression) in &spec.derive {
             let expr = polars::sql::sql_expr(expression).map_err(|e| {
@@ -153,13 +153,21 @@ impl<'a> Rules<'a> {
             })?;
             derive.push(expr.alias(name.as_str()));
         }
+        let kept_schema = Arc::new(Schema::new(kept_fields));
+        for ((name, expression), expr) in spec.derive.iter().zip(&derive) {
+            if !row_by_row(&kept_schema, expr) {
+                return Err(SilverError::Config(format!(
+                    "silver.tables.{table}.derive.{name}: `{expression}` combines rows (a sum, count, rank, window or shift); a derived column is worked out row by row as the rows stream\n  hint: compute it in a Gold table's SQL"
+                )));
+            }
+        }
         let mut rules = Rules {
             table,
             key,
             seen: KeySet::default(),
             parents,
             rejected_schema: Arc::new(Schema::new(rejected_fields)),
-            kept_schema: Arc::new(Schema::new(kept_fields)),
+            kept_schema,
             output: Vec::new(),
             derive,
             schema: Arc::new(Schema::empty()),
@@ -240,6 +248,21 @@ impl<'a> Rules<'a> {
     /// with their reason.
     fn check(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, Option<RecordBatch>), SilverError> {
         let rows = batch.num_rows();
+        let cleaned = &self.rejected_schema.fields()[..self.rejected_schema.fields().len() - 1];
+        if batch.num_columns() != cleaned.len()
+            || batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(cleaned)
+                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
+        {
+            return Err(self.engine_error(format!(
+                "the cleaning plugin's `out` batches do not all have the same columns: {:?} after {:?}",
+                batch.schema().fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>(),
+                cleaned.iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>()
+            )));
+        }
         let key = match self.key {
             Some(at) => Some(KeyColumn::new(batch.column(at)).map_err(|e| self.engine_error(e))?),
             None => None,
@@ -320,6 +343,38 @@ impl<'a> Rules<'a> {
     }
 }
 
+/// Whether `expr` gives each row a value from that row alone: on two probe
+/// rows it must give what it gives each of them alone (a sum, a count, a
+/// rank, a window or a shift does not). An expression that fails on the
+/// probe is let through: it fails with its own message on data.
+fn row_by_row(schema: &SchemaRef, expr: &Expr) -> bool {
+    let probe = |rows: std::ops::Range<i64>| -> Option<DataFrame> {
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let values = Arc::new(Int64Array::from_iter_values(rows.clone().map(|i| i + 2))) as ArrayRef;
+                let values = if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                    arrow_cast::cast(&values, &DataType::Utf8).ok()?
+                } else {
+                    values
+                };
+                arrow_cast::cast(&values, f.data_type()).ok()
+            })
+            .collect::<Option<_>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns).ok()?;
+        let frame = frame::to_polars(schema, &[batch]).ok()?.lazy().with_columns([expr.clone()]).collect().ok()?;
+        let last = frame.columns().last()?.clone();
+        DataFrame::new(last.len(), vec![last]).ok()
+    };
+    match (probe(0..2), probe(0..1), probe(1..2)) {
+        (Some(both), Some(first), Some(second)) => {
+            first.vstack(&second).map(|alone| alone.equals_missing(&both)).unwrap_or(true)
+        }
+        _ => true,
+    }
+}
+
 /// A parent's keys, as its children check them, with the columns they take.
 /// Built from the parent's Silver batches as they are written.
 pub(super) struct ParentIndex {
@@ -384,7 +439,14 @@ impl ParentIndex {
                                 self.table
                             )
                         })?;
-                    map.insert(keys.get(row), position);
+                    if !map.insert(keys.get(row), position) {
+                        return Err(format!(
+                            "parent `{}` has the key {} on several rows, and a child takes columns from it: which row's? Give `{}` a `key:` (its later rows then go to quarantine as duplicate_key)",
+                            self.table,
+                            keys.describe(row),
+                            self.table
+                        ));
+                    }
                 }
                 *rows += batch.num_rows() as u64;
                 for (chunk, at) in chunks.iter_mut().zip(take.iter()) {
@@ -442,16 +504,25 @@ impl ParentIndex {
     }
 }
 
-/// The parent indexes the tables of `spec` need: per (parent table, its key
-/// column), the columns some child takes.
-pub(super) fn wanted_indexes(spec: &SilverSpec) -> BTreeMap<(String, String), Vec<String>> {
-    let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for table in spec.tables.values() {
-        for parent in &table.parents {
-            let take = wanted.entry((parent.table.clone(), parent.parent_key().to_owned())).or_default();
+/// A parent index some tables need: the columns they take, and the first
+/// of them to ask (where an error about it points).
+pub(super) struct Wanted {
+    pub(super) take: Vec<String>,
+    pub(super) asked_by: String,
+}
+
+/// The parent indexes the tables of `spec` need, by (parent table, its key
+/// column).
+pub(super) fn wanted_indexes(spec: &SilverSpec) -> BTreeMap<(String, String), Wanted> {
+    let mut wanted: BTreeMap<(String, String), Wanted> = BTreeMap::new();
+    for (name, table) in &spec.tables {
+        for (i, parent) in table.parents.iter().enumerate() {
+            let entry = wanted
+                .entry((parent.table.clone(), parent.parent_key().to_owned()))
+                .or_insert_with(|| Wanted { take: Vec::new(), asked_by: format!("silver.tables.{name}.parents[{i}]") });
             for column in &parent.take {
-                if !take.contains(column) {
-                    take.push(column.clone());
+                if !entry.take.contains(column) {
+                    entry.take.push(column.clone());
                 }
             }
         }
@@ -474,8 +545,7 @@ pub(super) fn run_sql(table: &str, sql: &str, frames: &HashMap<String, DataFrame
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Date32Array, Float64Array, Int64Array, LargeStringArray, UInt64Array};
-    use arrow_schema::DataType;
+    use arrow_array::{Date32Array, Float64Array, LargeStringArray, UInt64Array};
     use polars::prelude::{JoinArgs, JoinType, MaintainOrderJoin, NULL, lit, when};
 
     /// A reproducible stream of numbers.
@@ -491,7 +561,7 @@ mod tests {
     fn parents() -> (RecordBatch, RecordBatch) {
         let p = RecordBatch::try_from_iter([
             ("pid", Arc::new(Int64Array::from_iter_values((0..400).map(|i| i * 3))) as ArrayRef),
-            ("pdate", Arc::new(Date32Array::from_iter_values((0..400).map(|i| 19_000 + i as i32))) as ArrayRef),
+            ("pdate", Arc::new(Date32Array::from_iter_values((0..400).map(|i| 19_000 + i))) as ArrayRef),
         ])
         .unwrap();
         let q = RecordBatch::try_from_iter([(
@@ -583,7 +653,7 @@ mod tests {
                     index.add(&batch.slice(start, 64.min(batch.num_rows() - start))).unwrap();
                 }
                 index.finish().unwrap();
-                indexes.insert((name.to_owned(), key.to_owned()), index);
+                indexes.insert((name.to_owned(), key.to_owned()), Arc::new(index));
             }
             let input = cleaned(rows, seed);
             let mut rules = Rules::new("t", &spec, &input.schema(), &indexes).unwrap();
@@ -617,8 +687,10 @@ mod tests {
         let (p, q) = parents();
         let mut indexes = HashMap::new();
         for (name, key, take, batch) in [("p", "pid", vec!["pdate".to_owned()], &p), ("q", "code", vec![], &q)] {
-            indexes
-                .insert((name.to_owned(), key.to_owned()), ParentIndex::new(name, key, &take, batch.schema()).unwrap());
+            indexes.insert(
+                (name.to_owned(), key.to_owned()),
+                Arc::new(ParentIndex::new(name, key, &take, batch.schema()).unwrap()),
+            );
         }
         let input = cleaned(10, 5);
         let refused = |spec: serde_json::Value| {
@@ -637,6 +709,21 @@ mod tests {
         assert!(message.contains("no column `amount`"), "{message}");
         let message = refused(serde_json::json!({ "derive": { "x": "qty * * price" } }));
         assert!(message.contains("derive.x"), "{message}");
+        for combining in ["qty / SUM(qty)", "COUNT(*)", "MAX(price)", "qty - LAG(qty) OVER (ORDER BY id)"] {
+            let message = refused(serde_json::json!({ "derive": { "x": combining } }));
+            assert!(message.contains("derive.x") && message.contains("combines rows"), "{combining}: {message}");
+        }
+        let spec: SilverTableSpec = serde_json::from_value(
+            serde_json::json!({ "derive": { "x": "qty * price + 1", "y": "UPPER(code)", "z": "2" } }),
+        )
+        .unwrap();
+        assert!(Rules::new("t", &spec, &input.schema(), &indexes).is_ok(), "row-by-row expressions pass");
+        let mut index = ParentIndex::new("p", "pid", &["pdate".to_owned()], p.schema()).unwrap();
+        let twice = arrow_select::concat::concat_batches(&p.schema(), [&p.slice(0, 3), &p.slice(2, 1)]).unwrap();
+        let message = index.add(&twice).expect_err("a repeated key refused");
+        assert!(message.contains("the key 6 on several rows") && message.contains("`key:`"), "{message}");
+        let mut membership = ParentIndex::new("p", "pid", &[], p.schema()).unwrap();
+        assert!(membership.add(&twice).is_ok(), "membership alone does not mind repeats");
         assert!(ParentIndex::new("p", "missing", &[], p.schema()).err().unwrap().contains("give the parent's key"));
     }
 }

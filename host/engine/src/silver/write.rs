@@ -3,12 +3,13 @@
 //! their parents up in.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use medallion_lake::{PartWriter, table_properties};
 
-use super::rules::ParentIndex;
+use super::rules::{ParentIndex, Wanted};
 use super::{SilverError, TableBuilder, ZONE};
 
 /// Rows per Silver file.
@@ -36,15 +37,15 @@ impl<'a> TableWriter<'a> {
     pub(super) fn new(
         builder: &'a TableBuilder<'a>,
         schema: SchemaRef,
-        wanted: &BTreeMap<(String, String), Vec<String>>,
+        wanted: &BTreeMap<(String, String), Wanted>,
     ) -> Result<Self, SilverError> {
         let indexes = wanted
             .iter()
             .filter(|((table, _), _)| table == builder.name)
-            .map(|((table, key), take)| {
-                ParentIndex::new(table, key, take, schema.clone())
+            .map(|((table, key), wanted)| {
+                ParentIndex::new(table, key, &wanted.take, schema.clone())
                     .map(|index| ((table.clone(), key.clone()), index))
-                    .map_err(|e| SilverError::Config(format!("silver.tables: {e}")))
+                    .map_err(|e| SilverError::Config(format!("{}: {e}", wanted.asked_by)))
             })
             .collect::<Result<_, _>>()?;
         let files =
@@ -56,7 +57,9 @@ impl<'a> TableWriter<'a> {
     pub(super) fn write(&mut self, batches: &[RecordBatch]) -> Result<(), SilverError> {
         for batch in batches {
             for (_, index) in &mut self.indexes {
-                index.add(batch).map_err(|e| self.builder.engine_error(e))?;
+                index
+                    .add(batch)
+                    .map_err(|e| SilverError::Config(format!("silver.tables.{}: {e}", self.builder.name)))?;
             }
             self.files.write(batch)?;
         }
@@ -82,4 +85,4 @@ impl<'a> TableWriter<'a> {
 }
 
 /// The indexes built so far, by (table, key column).
-pub(super) type Indexes = HashMap<(String, String), ParentIndex>;
+pub(super) type Indexes = HashMap<(String, String), Arc<ParentIndex>>;

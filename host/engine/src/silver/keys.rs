@@ -34,6 +34,8 @@ pub(super) enum KeyKind {
     Int,
     /// Dates.
     Date,
+    /// Instants (timestamps of any unit and zone, as stored).
+    Timestamp,
     /// Text.
     Text,
 }
@@ -46,6 +48,7 @@ impl KeyKind {
         match data_type {
             Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 => Some(KeyKind::Int),
             Date32 => Some(KeyKind::Date),
+            Timestamp(..) => Some(KeyKind::Timestamp),
             Utf8 | LargeUtf8 | Utf8View => Some(KeyKind::Text),
             _ => None,
         }
@@ -71,7 +74,7 @@ impl KeyColumn {
                 let ints = arrow_cast::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
                 KeyColumn::Int(ints.as_primitive::<Int64Type>().clone())
             }
-            other => return Err(format!("a key column must hold integers, dates or text, not {other}")),
+            other => return Err(format!("a key column must hold integers, dates, timestamps or text, not {other}")),
         })
     }
 
@@ -531,6 +534,10 @@ mod tests {
         assert_eq!((column.get(0), column.get(1)), (Key::Int(3), Key::Null));
         let dates: ArrayRef = std::sync::Arc::new(arrow_array::Date32Array::from(vec![19_000]));
         assert_eq!(KeyColumn::new(&dates).unwrap().get(0), Key::Int(19_000));
+        let instants: ArrayRef =
+            std::sync::Arc::new(arrow_array::TimestampMicrosecondArray::from(vec![1_700_000_000_000_000]));
+        assert_eq!(KeyColumn::new(&instants).unwrap().get(0), Key::Int(1_700_000_000_000_000));
+        assert_eq!(KeyKind::of(instants.data_type()), Some(KeyKind::Timestamp));
         let text: ArrayRef = std::sync::Arc::new(LargeStringArray::from(vec![Some("a"), None]));
         let column = KeyColumn::new(&text).unwrap();
         assert_eq!((column.get(0), column.get(1)), (Key::Text("a"), Key::Null));

@@ -87,7 +87,10 @@ impl<'a> Rules<'a> {
                 if KeyKind::of(cleaned.field(at).data_type()).is_none() {
                     return Err(config(
                         "key",
-                        format!("`{key}` is {}; a key holds integers, dates or text", cleaned.field(at).data_type()),
+                        format!(
+                            "`{key}` is {}; a key holds integers, dates, timestamps or text",
+                            cleaned.field(at).data_type()
+                        ),
                     ));
                 }
                 Some(at)
@@ -106,7 +109,7 @@ impl<'a> Rules<'a> {
                 return Err(config(
                     "parents.column",
                     format!(
-                        "`{}` is {} and `{}.{}` is {}; a column and its parent's key must both be integers, dates or text",
+                        "`{}` is {} and `{}.{}` is {}; a column and its parent's key must both be integers, both dates, both timestamps or both text",
                         parent.column,
                         cleaned.field(column).data_type(),
                         parent.table,
@@ -401,7 +404,10 @@ impl ParentIndex {
             format!("parent `{table}` has no column `{key}` (it has {}); give the parent's key with `key:`", has())
         })?;
         let kind = KeyKind::of(schema.field(at).data_type()).ok_or_else(|| {
-            format!("`{table}.{key}` is {}; a key holds integers, dates or text", schema.field(at).data_type())
+            format!(
+                "`{table}.{key}` is {}; a key holds integers, dates, timestamps or text",
+                schema.field(at).data_type()
+            )
         })?;
         let lookup = if take.is_empty() {
             Lookup::Set(KeySet::default())

@@ -151,7 +151,7 @@ impl From<SilverError> for RunError {
             }
             SilverError::Lake(_) => FailureKind::Store,
             SilverError::Interrupted(_) => FailureKind::Interrupted,
-            SilverError::Panicked(_) => FailureKind::Plugin,
+            SilverError::Panicked(_) | SilverError::Stopped => FailureKind::Plugin,
         };
         RunError::new(kind, e.to_string())
     }

@@ -70,6 +70,9 @@ impl TableBuilder<'_> {
             let mut position = group.offset;
             for batch in input.read(self.lake, group, self.options.batch_rows)? {
                 medallion_common::cancel::check()?;
+                if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(SilverError::Stopped);
+                }
                 let batch = with_positions(&batch?, &data_columns, position).map_err(|e| self.engine_error(e))?;
                 position += batch.num_rows() as u64;
                 let outputs = instance.push("in", &batch).map_err(plugin_error)?;

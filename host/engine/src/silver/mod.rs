@@ -160,6 +160,10 @@ pub enum SilverError {
     /// A stop was asked for.
     #[error(transparent)]
     Interrupted(#[from] medallion_common::cancel::Interrupted),
+    /// Another table being built at the same time failed (its error is the
+    /// one reported).
+    #[error("stopped: another Silver table failed")]
+    Stopped,
     /// A worker thread panicked.
     #[error(transparent)]
     Panicked(#[from] work::Panicked),
@@ -198,6 +202,7 @@ pub fn build(
     let mut running: Vec<&String> = Vec::new();
     let mut failed: Option<SilverError> = None;
     let (done, finished) = std::sync::mpsc::channel::<(&String, Result<BuiltTable, SilverError>)>();
+    let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         loop {
             // Start tables whose inputs are built (in order), two at a time:
@@ -215,9 +220,9 @@ pub fn build(
                     break;
                 };
                 let (indexes, built, done) = (indexes.clone(), manifest.clone(), done.clone());
-                let (bronze, wanted) = (&bronze, &wanted);
+                let (bronze, wanted, stop) = (&bronze, &wanted, &stop);
                 scope.spawn(move || {
-                    let context = Context { bronze, catalog, indexes: &indexes, wanted, built: &built };
+                    let context = Context { bronze, catalog, indexes: &indexes, wanted, built: &built, stop };
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         build_table(lake, spec, next, options, &context)
                     }))
@@ -245,7 +250,10 @@ pub fn build(
                     indexes.retain(|(kept, _), _| left.iter().any(|name| spec.reads(name).contains(kept)));
                 }
                 Err(e) => {
+                    // The first error is the one reported; the tables still
+                    // running stop at their next batch.
                     failed.get_or_insert(e);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
@@ -343,6 +351,8 @@ struct Context<'a> {
     wanted: &'a BTreeMap<(String, String), rules::Wanted>,
     /// The tables built so far (a `sql` table reads them back).
     built: &'a Manifest,
+    /// Raised when a table fails: the others stop at their next batch.
+    stop: &'a std::sync::atomic::AtomicBool,
 }
 
 /// Builds one Silver table, from Bronze or by SQL over the tables it reads.
@@ -355,7 +365,7 @@ fn build_table(
 ) -> Result<BuiltTable, SilverError> {
     let table = &spec.tables[name];
     let started = Instant::now();
-    let builder = TableBuilder { lake, name, options };
+    let builder = TableBuilder { lake, name, options, stop: context.stop };
     let mut built = match &table.from {
         Some(from) => {
             let bronze_files = context.bronze.tables.get(from).ok_or_else(|| {
@@ -394,6 +404,8 @@ struct TableBuilder<'a> {
     lake: &'a Lake,
     name: &'a str,
     options: &'a SilverOptions,
+    /// Raised when another table failed.
+    stop: &'a std::sync::atomic::AtomicBool,
 }
 
 impl TableBuilder<'_> {

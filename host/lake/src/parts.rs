@@ -168,13 +168,22 @@ impl ParquetTable {
             if len < footer + 4 {
                 return Err(error(&format!("{len} bytes is too short for a Parquet file")));
             }
-            let tail = lake.get_range(file, len - footer..len)?;
-            let tail: [u8; FOOTER_SIZE] = tail.as_ref().try_into().map_err(|_| error(&"short read of the footer"))?;
-            let metadata_len = FooterTail::try_new(&tail).map_err(|e| error(&e))?.metadata_length() as u64;
+            // The file's end, in one read when its metadata fits (it does
+            // for the lake's own files), else a second read for the rest.
+            let guess = len.min(TAIL_GUESS);
+            let tail = lake.get_range(file, len - guess..len)?;
+            let last: [u8; FOOTER_SIZE] = tail[tail.len().saturating_sub(FOOTER_SIZE)..]
+                .try_into()
+                .map_err(|_| error(&"short read of the footer"))?;
+            let metadata_len = FooterTail::try_new(&last).map_err(|e| error(&e))?.metadata_length() as u64;
             if metadata_len + footer + 4 > len {
                 return Err(error(&format!("its footer says {metadata_len} bytes of metadata in a {len}-byte file")));
             }
-            let encoded = lake.get_range(file, len - footer - metadata_len..len - footer)?;
+            let encoded = if metadata_len + footer <= guess {
+                tail.slice((guess - footer - metadata_len) as usize..(guess - footer) as usize)
+            } else {
+                lake.get_range(file, len - footer - metadata_len..len - footer)?
+            };
             let decoded = ParquetMetaDataReader::decode_metadata(&encoded).map_err(|e| error(&e))?;
             let metadata = ArrowReaderMetadata::try_new(Arc::new(decoded), ArrowReaderOptions::default())
                 .map_err(|e| error(&e))?;
@@ -253,6 +262,10 @@ impl ParquetTable {
         }))
     }
 }
+
+/// Bytes read from a file's end at open: its footer and, usually, all its
+/// metadata.
+const TAIL_GUESS: u64 = 64 << 10;
 
 /// The bytes of a file from `start` on (as many as were fetched), read as
 /// the file itself: the reader asks only for the row group's chunks.

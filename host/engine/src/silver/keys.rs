@@ -213,7 +213,7 @@ impl IntSet {
                 }
                 self.insert(k)
             }
-            Fit::Inside | Fit::TooSparse => {
+            Fit::TooSparse => {
                 self.outside.insert(k);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
                     self.rebase();
@@ -270,11 +270,9 @@ fn densest(keys: &[i64], limit: u64) -> (usize, usize) {
     best
 }
 
-/// Where a key falls in a dense range `[lo, lo + span)` of `unit`-aligned
-/// storage that may cover `limit` values.
+/// What to do with a key outside a dense range `[lo, lo + span)` of
+/// `unit`-aligned storage that may cover `limit` values.
 enum Fit {
-    /// Inside the range already.
-    Inside,
     /// Past the range: grow it to this one (doubling, within the limit,
     /// `unit`-aligned).
     Grow { lo: i64, span: u64 },
@@ -284,9 +282,7 @@ enum Fit {
 
 fn fit(lo: i64, span: u64, k: i64, unit: u64, limit: u64) -> Fit {
     let hi = lo as i128 + span as i128;
-    if (k as i128) >= lo as i128 && (k as i128) < hi {
-        return Fit::Inside;
-    }
+    debug_assert!((k as i128) < lo as i128 || (k as i128) >= hi, "callers look inside the range first");
     let limit = limit.max(DENSE_START);
     let needed_lo = (k as i128).min(lo as i128);
     let needed_hi = (k as i128 + 1).max(hi);
@@ -404,7 +400,7 @@ impl IntMap {
                 }
                 self.insert(k, position)
             }
-            Fit::Inside | Fit::TooSparse => {
+            Fit::TooSparse => {
                 self.outside.insert(k, position);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
                     self.rebase();

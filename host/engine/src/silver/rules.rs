@@ -429,10 +429,9 @@ impl ParentIndex {
         let keys = KeyColumn::new(batch.column(self.key))?;
         match &mut self.lookup {
             Lookup::Set(set) => {
+                // A null goes in as the set's one null, which `contains`
+                // never finds: a null is never a parent.
                 for row in 0..batch.num_rows() {
-                    if let Key::Null = keys.get(row) {
-                        continue;
-                    }
                     set.insert(keys.get(row));
                 }
             }

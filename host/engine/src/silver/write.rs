@@ -69,7 +69,7 @@ impl<'a> TableWriter<'a> {
     /// Closes the last file (an empty table is one file with its schema)
     /// and the indexes.
     pub(super) fn finish(mut self) -> Result<Written, SilverError> {
-        if self.files_rows() == 0 {
+        if self.files.rows() == 0 {
             self.files.write(&RecordBatch::new_empty(self.schema.clone()))?;
         }
         for (_, index) in &mut self.indexes {
@@ -77,10 +77,6 @@ impl<'a> TableWriter<'a> {
         }
         let (files, rows) = self.files.finish()?;
         Ok(Written { files, rows, indexes: self.indexes })
-    }
-
-    fn files_rows(&self) -> u64 {
-        self.files.rows()
     }
 }
 

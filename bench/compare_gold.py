@@ -12,6 +12,11 @@ With --exact (two builds of medallion on the same data, before and after a
 change): every table must hold the same rows cell for cell, floats bit for
 bit, whatever the order they were stored in.
 
+With --cells: the same rows cell for cell, except that floats may differ by
+1e-12 relative (money summed exactly in one build and by floating-point
+addition in the other); how many floats differ, and by how much at most, is
+printed. Every label, rank, count and date must be identical.
+
 The first DB is the reference; a line is printed per table and check.
 """
 
@@ -71,9 +76,39 @@ def exact(named: list[list[str]]) -> int:
     return 0 if ok else 1
 
 
+def cells(named: list[list[str]]) -> int:
+    (reference, first), ok = named[0], True
+    for table in TABLES:
+        columns, expected = rows(first, table)
+        for name, path in named[1:]:
+            theirs, got = rows(path, table)
+            problems, floats, worst = [], 0, 0.0
+            if theirs != columns or len(got) != len(expected):
+                problems.append(f"columns {theirs} vs {columns}, {len(got)} rows vs {len(expected)}")
+            for a, b in zip(expected, got) if not problems else []:
+                for column, x, y in zip(columns, a, b):
+                    if x == y:
+                        continue
+                    if isinstance(x, float) and isinstance(y, float):
+                        floats += 1
+                        worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
+                        if worst > 1e-12:
+                            problems.append(f"{column} {y!r} vs {x!r} in {a}")
+                    else:
+                        problems.append(f"{column} {y!r} vs {x!r} in {a}")
+                    if len(problems) > 3:
+                        break
+            ok &= not problems
+            verdict = "; ".join(problems[:3]) or f"identical but {floats} floats (at most {worst:.1e} relative)"
+            print(f"{table:28} {name} vs {reference}: {len(expected)} rows x {len(columns)} columns: {verdict}")
+    return 0 if ok else 1
+
+
 def main(args: list[str]) -> int:
     if args and args[0] == "--exact":
         return exact([arg.split("=", 1) for arg in args[1:]])
+    if args and args[0] == "--cells":
+        return cells([arg.split("=", 1) for arg in args[1:]])
     named = [arg.split("=", 1) for arg in args]
     summaries = {name: summary(path) for name, path in named}
     reference, ok = named[0][0], True

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: polars_ooc::Allocator = polars_ooc::Allocator;
 
 /// xorshift64*: fast, and a run is replayed from its seed.
 struct Rng(u64);

@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch};
 use medallion_plugin::{Limits, Runtime};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: polars_ooc::Allocator = polars_ooc::Allocator;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

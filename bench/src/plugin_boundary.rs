@@ -18,7 +18,7 @@ use medallion_plugin::{Limits, LoadedPlugin, Runtime};
 use medallion_sdk::Plugin;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: polars_ooc::Allocator = polars_ooc::Allocator;
 
 const CAST_CONFIG: &str = r#"{
   "columns": [

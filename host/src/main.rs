@@ -3,7 +3,7 @@
 mod cli;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: polars_ooc::Allocator = polars_ooc::Allocator;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -383,12 +383,7 @@ fn publish_marked(store: &mut dyn medallion_store::GoldStore, run: usize) {
     .unwrap_or_else(|e| panic!("{e}"));
     let tables: Vec<GoldTable> = ["t_a", "t_b", "t_c"]
         .iter()
-        .map(|name| GoldTable {
-            name: (*name).to_owned(),
-            schema: batch.schema(),
-            batches: vec![batch.clone()],
-            key: vec!["n".to_owned()],
-        })
+        .map(|name| GoldTable::new(name, batch.schema(), vec!["n".to_owned()], vec![batch.clone()]))
         .collect();
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -567,4 +562,39 @@ fn a_password_is_not_sent_in_clear_to_another_machine() {
     assert!(tried.contains("cannot connect"), "{tried}");
     // No password, or this machine: no TLS needed.
     assert!(!open_error("postgres://gold@192.0.2.1/gold?connect_timeout=1").contains("refusing"));
+}
+
+/// Every row of `table`, floats to the last bit, in key order.
+fn exact_rows(db: &Path, table: &str) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let sql = format!("SELECT * FROM {table} ORDER BY 1");
+    let mut statement = connection.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let width = statement.column_count();
+    let rows = statement
+        .query_map([], |row| Ok((0..width).map(|i| format!("{:?}", row.get_ref(i))).collect::<Vec<_>>().join("|")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+#[test]
+fn gold_in_a_tight_budget_is_the_same_from_run_to_run_and_leaves_no_scratch() {
+    let setup = Setup::new("0.02");
+    let first = setup.lake.path().join("gold.db");
+    let second = setup.lake.path().join("gold-again.db");
+    let tight = ["--set", "limits.memory=64MiB"];
+    let output = setup.host(&[&["run", "--ingest-date", "2026-11-24"][..], &tight].concat(), &setup.sqlite());
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("memory budget 64 MiB; spilling to "), "{stderr}");
+    // The same Silver again, with a budget of its own: Gold cell for cell
+    // (money is summed in whole cents: no order of addition shows).
+    setup.run(&["--from", "gold"], &format!("sqlite:{}", second.display()));
+    for (table, _) in TABLES {
+        let rows = exact_rows(&first, table);
+        assert!(!rows.is_empty(), "{table}");
+        assert_eq!(rows, exact_rows(&second, table), "{table}");
+    }
+    let scratch = setup.lake.path().join("_scratch");
+    let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the runs' scratch folders are gone: {left:?}");
 }

@@ -8,6 +8,7 @@
 //! runtime (`medallion-plugin`), storage (`medallion-lake`,
 //! `medallion-store`) or printing (the front end's job).
 
+pub mod budget;
 pub mod frame;
 pub mod gold;
 mod read;

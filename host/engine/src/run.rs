@@ -15,6 +15,7 @@
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use medallion_common::scratch::Scratch;
 use medallion_common::{cancel, date};
 use medallion_lake::{BronzeReport, IngestError, IngestOptions, Lake, Manifest, SourceSpec};
 use medallion_pipeline::Plan;
@@ -296,6 +297,15 @@ pub fn run(
     }
     let run = Run::open(&plan.lake)?;
     let _lock = run.lock()?;
+    // What does not fit the budget spills here; gone when the run ends.
+    let scratch = Scratch::create(&plan.spill, &run.id).map_err(|e| {
+        RunError::config(format!(
+            "limits.spill: cannot create a scratch folder under {}: {e}\n  hint: set limits.spill to a writable folder on a disk with room",
+            plan.spill.display()
+        ))
+    })?;
+    crate::budget::apply(plan.memory.bytes, scratch.path());
+    tracing::info!("memory budget {}; spilling to {}", plan.memory, scratch.path().display());
     let mut store = match &plan.gold_store {
         Some(url) => Some(medallion_store::open(url)?),
         None if options.stages.contains(&Stage::Gold) && !plan.gold.tables.is_empty() => {
@@ -316,7 +326,7 @@ pub fn run(
         store.begin_run(&record)?;
     }
     let mut log = RunLog { store: store.as_deref_mut(), record, published: false };
-    let mut outcome = stages_in_order(&run, plan, options, catalog, &mut log, on_stage);
+    let mut outcome = stages_in_order(&run, plan, options, catalog, &mut log, &scratch, on_stage);
     if outcome.is_ok() && !log.published {
         // A run log that cannot record the success records a failure, if it can.
         outcome = log.end("succeeded", None).map_err(RunError::from);
@@ -361,6 +371,7 @@ fn stages_in_order(
     options: &RunOptions,
     catalog: &mut Option<Catalog>,
     log: &mut RunLog<'_>,
+    scratch: &Scratch,
     on_stage: &mut dyn FnMut(&StageSummary),
 ) -> Result<(), RunError> {
     let mut bronze_partition = None;
@@ -384,7 +395,10 @@ fn stages_in_order(
             Stage::Gold if plan.gold.tables.is_empty() => Ok(nothing(run, Stage::Gold)),
             Stage::Gold => {
                 let catalog = load_catalog(catalog, &plan.plugins_dir)?;
-                build_gold(run, plan, catalog, log, options.workers, started_micros)
+                let spill = scratch.folder("gold").map_err(|e| {
+                    RunError::new(FailureKind::Store, format!("scratch folder {}: {e}", scratch.path().display()))
+                })?;
+                build_gold(run, plan, catalog, log, options.workers, spill, started_micros)
             }
         };
         let summary = match one_stage() {
@@ -546,10 +560,11 @@ fn build_gold(
     catalog: &Catalog,
     log: &mut RunLog<'_>,
     workers: usize,
+    spill: std::path::PathBuf,
     started_micros: i64,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
-    let options = GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits };
+    let options = GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits, spill };
     let (tables, reports) = gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?;
     let computed_seconds = started.elapsed().as_secs_f64();
     let run_tables: Vec<RunTable> = reports

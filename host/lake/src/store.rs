@@ -11,6 +11,8 @@ pub struct Lake {
     pub(super) store: Arc<dyn ObjectStore>,
     base: String,
     url: String,
+    /// The folder of a local lake.
+    local: Option<std::path::PathBuf>,
     pub(super) runtime: tokio::runtime::Runtime,
 }
 
@@ -83,38 +85,46 @@ impl Lake {
             .enable_all()
             .build()
             .map_err(|e| bad(format!("cannot start the I/O runtime: {e}")))?;
-        let (store, base): (Arc<dyn ObjectStore>, String) = if let Some(rest) = url.strip_prefix("hdfs://") {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if authority.is_empty() {
-                return Err(bad("no namenode host:port".to_owned()));
-            }
-            let namenode = format!("hdfs://{authority}");
-            let store = {
-                let _guard = runtime.enter();
-                hdfs_native_object_store::HdfsObjectStoreBuilder::new()
-                    .with_url(&namenode)
-                    .with_io_runtime(runtime.handle().clone())
-                    .build()
-                    .map_err(|e| bad(format!("cannot reach the namenode: {e}")))?
+        let (store, base, local_root): (Arc<dyn ObjectStore>, String, _) =
+            if let Some(rest) = url.strip_prefix("hdfs://") {
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                if authority.is_empty() {
+                    return Err(bad("no namenode host:port".to_owned()));
+                }
+                let namenode = format!("hdfs://{authority}");
+                let store = {
+                    let _guard = runtime.enter();
+                    hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                        .with_url(&namenode)
+                        .with_io_runtime(runtime.handle().clone())
+                        .build()
+                        .map_err(|e| bad(format!("cannot reach the namenode: {e}")))?
+                };
+                (Arc::new(store), path.trim_matches('/').to_owned(), None)
+            } else {
+                let local = url.strip_prefix("file://").unwrap_or(url);
+                if url.contains("://") && !url.starts_with("file://") {
+                    return Err(bad("unknown scheme".to_owned()));
+                }
+                std::fs::create_dir_all(local).map_err(|e| bad(format!("cannot create the folder: {e}")))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(local)
+                    .map_err(|e| bad(e.to_string()))?
+                    .with_automatic_cleanup(true);
+                let root = std::path::absolute(local).map_err(|e| bad(e.to_string()))?;
+                (Arc::new(store), String::new(), Some(root))
             };
-            (Arc::new(store), path.trim_matches('/').to_owned())
-        } else {
-            let local = url.strip_prefix("file://").unwrap_or(url);
-            if url.contains("://") && !url.starts_with("file://") {
-                return Err(bad("unknown scheme".to_owned()));
-            }
-            std::fs::create_dir_all(local).map_err(|e| bad(format!("cannot create the folder: {e}")))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(local)
-                .map_err(|e| bad(e.to_string()))?
-                .with_automatic_cleanup(true);
-            (Arc::new(store), String::new())
-        };
-        Ok(Lake { store, base, url: url.to_owned(), runtime })
+        Ok(Lake { store, base, url: url.to_owned(), local: local_root, runtime })
     }
 
     /// The URL the lake was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where `relative` is on this machine's disk, for a local lake (`None`
+    /// for HDFS).
+    pub fn local_path(&self, relative: &str) -> Option<std::path::PathBuf> {
+        self.local.as_ref().map(|root| root.join(relative))
     }
 
     pub(super) fn path(&self, relative: &str) -> StorePath {
@@ -170,6 +180,23 @@ impl Lake {
     pub fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
         let path = self.path(relative);
         self.runtime.block_on(self.store.get_range(&path, range)).map_err(|e| self.fail("read", relative, e))
+    }
+
+    /// Copies `relative` to the local file `to`, 8 MiB at a time.
+    pub fn copy_to_local(&self, relative: &str, to: &std::path::Path) -> Result<(), LakeError> {
+        use std::io::Write;
+        const STEP: u64 = 8 << 20;
+        let local = |e: std::io::Error| LakeError::Parquet {
+            url: self.url.clone(),
+            path: relative.to_owned(),
+            message: format!("cannot copy it to `{}`: {e}", to.display()),
+        };
+        let size = self.size(relative)?;
+        let mut file = std::fs::File::create(to).map_err(local)?;
+        for start in (0..size).step_by(STEP as usize) {
+            file.write_all(&self.get_range(relative, start..(start + STEP).min(size))?).map_err(local)?;
+        }
+        file.sync_data().map_err(local)
     }
 
     /// Every file under `relative` (recursively), as lake-relative paths.

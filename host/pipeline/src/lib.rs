@@ -32,6 +32,9 @@ pub struct Spec {
     /// Where the plugins are and what each instance may use.
     #[serde(default)]
     pub plugins: PluginsSpec,
+    /// What a run may use of the machine.
+    #[serde(default)]
+    pub limits: RunLimitsSpec,
     /// The sources landed in Bronze.
     pub sources: SourcesSpec,
     /// The Silver tables built from Bronze.
@@ -144,6 +147,72 @@ fn default_call_budget_ms() -> u64 {
     Limits::default().call_budget.as_millis() as u64
 }
 
+/// The top-level `limits:` section: what a run may use of the machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLimitsSpec {
+    /// The memory budget: `4GiB`, `512MiB`, ... (`G`, `GB` and `GiB` all
+    /// mean 1024³ bytes); default half of the machine's memory.
+    pub memory: Option<String>,
+    /// Where work past the budget spills: default `_scratch` in a local
+    /// lake, the system's temporary folder for an HDFS lake.
+    pub spill: Option<PathBuf>,
+}
+
+/// A run's memory budget, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Bytes.
+    pub bytes: u64,
+    /// Whether `limits.memory` set it (or it is the default).
+    pub set: bool,
+}
+
+impl std::fmt::Display for MemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gib = self.bytes as f64 / f64::from(1u32 << 30);
+        if gib >= 1.0 { write!(f, "{gib:.1} GiB") } else { write!(f, "{} MiB", self.bytes >> 20) }?;
+        if !self.set {
+            write!(f, " (half the machine's memory; set limits.memory to change it)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a size: a number and a unit among B, K, KB, KiB, M, MB, MiB, G,
+/// GB, GiB, T, TB, TiB (each a power of 1024), in any case.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a size\n  hint: write it as 4GiB, 1536MiB or 512M");
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let power = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 1,
+        "m" | "mb" | "mib" => 2,
+        "g" | "gb" | "gib" => 3,
+        "t" | "tb" | "tib" => 4,
+        _ => return Err(bad()),
+    };
+    let bytes = number * 1024f64.powi(power);
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// The memory this process may use: the machine's, or its cgroup's limit
+/// when lower (Linux); `None` when it cannot tell.
+pub fn machine_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib << 10)
+    })?;
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|t| t.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(total, |limit| limit.min(total)))
+}
+
 /// The `sources:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +282,10 @@ pub struct Plan {
     pub plugins_dir: PathBuf,
     /// Per-instance plugin limits.
     pub limits: Limits,
+    /// The run's memory budget.
+    pub memory: MemoryBudget,
+    /// The folder under which a run spills what does not fit the budget.
+    pub spill: PathBuf,
     /// The Bronze sources.
     pub sources: Vec<SourceSpec>,
     /// The Silver tables.
@@ -405,6 +478,17 @@ impl Spec {
         } else {
             resolve(Path::new(&self.lake)).display().to_string()
         };
+        let memory = match &self.limits.memory {
+            Some(text) => {
+                MemoryBudget { bytes: parse_size(text).map_err(|e| invalid(format!("limits.memory: {e}")))?, set: true }
+            }
+            None => MemoryBudget { bytes: machine_memory().unwrap_or(8 << 30) / 2, set: false },
+        };
+        let spill = match (&self.limits.spill, lake.contains("://") && !lake.starts_with("file://")) {
+            (Some(dir), _) => resolve(dir),
+            (None, false) => Path::new(lake.strip_prefix("file://").unwrap_or(&lake)).join("_scratch"),
+            (None, true) => std::env::temp_dir(),
+        };
         self.silver.order().map_err(invalid)?;
         for (name, table) in &self.gold.tables {
             let reads = self.gold.reads(table, self.silver.tables.keys());
@@ -431,6 +515,8 @@ impl Spec {
             lake,
             plugins_dir: resolve(&self.plugins.dir),
             limits,
+            memory,
+            spill,
             sources,
             silver: self.silver.clone(),
             gold: self.gold.clone(),
@@ -450,5 +536,23 @@ mod locate_tests {
         assert_eq!(locate(text, "silver.tables.a.clean.plugin"), Some((7, 9)));
         assert_eq!(locate(text, "silver.tables.c.clean.plugin"), Some((9, 16)));
         assert_eq!(locate(text, "silver.tables.a.key"), Some((4, 5)));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_in_powers_of_1024() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("1.5 GB"), Ok(3 << 29));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        for bad in ["", "lots", "4 parsecs", "0", "-1G", "GiB"] {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.contains("4GiB"), "{e}");
+        }
     }
 }

@@ -12,53 +12,15 @@ mod cells;
 mod columns;
 mod postgres;
 mod sqlite;
+mod table;
 mod tls;
 
 use std::collections::BTreeMap;
 
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::SchemaRef;
-
 pub use cells::{Cell, cell, check_types, quote};
 pub use columns::{Column, Columns, SqlType, Values, declared_type};
 pub use postgres::redact;
-
-/// A Gold table ready to publish.
-#[derive(Debug, Clone)]
-pub struct GoldTable {
-    /// Its name.
-    pub name: String,
-    /// Its columns.
-    pub schema: SchemaRef,
-    /// Its rows.
-    pub batches: Vec<RecordBatch>,
-    /// The columns that identify a row.
-    pub key: Vec<String>,
-}
-
-impl GoldTable {
-    /// Rows in the table.
-    pub fn rows(&self) -> u64 {
-        self.batches.iter().map(|b| b.num_rows() as u64).sum()
-    }
-
-    /// The key as the store declares it: `PRIMARY KEY (...)`, or `UNIQUE
-    /// (...)` when a key column holds a null (a primary key cannot, and the
-    /// daily sales keep a row for orders without a date); empty without a
-    /// key.
-    pub fn key_constraint(&self) -> String {
-        if self.key.is_empty() {
-            return String::new();
-        }
-        let columns: Vec<String> = self.key.iter().map(|k| quote(k)).collect();
-        format!("{} ({})", if self.key_has_null() { "UNIQUE" } else { "PRIMARY KEY" }, columns.join(", "))
-    }
-
-    /// Whether a key column holds a null.
-    pub fn key_has_null(&self) -> bool {
-        self.key.iter().any(|k| self.batches.iter().any(|b| b.column_by_name(k).is_some_and(|c| c.null_count() > 0)))
-    }
-}
+pub use table::{GoldTable, Spill};
 
 /// One run, as the run log keeps it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -286,10 +286,12 @@ impl GoldStore for PostgresStore {
                 let mut encoder = Encoder::new();
                 const STEP: usize = 16 * 1024;
                 let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
-                for batch in &table.batches {
+                let spill_error = |message: String| self.fail(format!("table `{}`: {message}", table.name));
+                for batch in table.batches().map_err(spill_error)? {
+                    let batch = batch.map_err(spill_error)?;
                     for start in (0..batch.num_rows()).step_by(STEP) {
                         let end = (start + STEP).min(batch.num_rows());
-                        encoder.rows(batch, start..end);
+                        encoder.rows(&batch, start..end);
                         task.advance((end - start) as u64, None);
                         if encoder.buffer.len() >= CHUNK {
                             sink.send(encoder.take()).await.map_err(copy_error)?;

@@ -147,7 +147,12 @@ impl GoldStore for SqliteStore {
                 message: format!("table `{}`: {e}", table.name),
             };
             let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
-            for batch in &table.batches {
+            let spill_error = |message: String| StoreError {
+                store: store.clone(),
+                message: format!("table `{}`: {message}", table.name),
+            };
+            for batch in table.batches().map_err(spill_error)? {
+                let batch = batch.map_err(spill_error)?;
                 task.advance(batch.num_rows() as u64, None);
                 let columns = batch.columns();
                 for row in 0..batch.num_rows() {

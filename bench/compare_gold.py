@@ -58,49 +58,53 @@ def rows(path: str, table: str) -> tuple[list[str], list[tuple]]:
     return columns, sorted(everything, key=lambda row: [(v is not None, v) for v in row])
 
 
-def exact(named: list[list[str]]) -> int:
-    (reference, first), ok = named[0], True
+def pairs(named: list[list[str]]):
+    """Each table of the first DB beside the same table of each other DB."""
+    (reference, first) = named[0]
     for table in TABLES:
         columns, expected = rows(first, table)
         for name, path in named[1:]:
             theirs, got = rows(path, table)
-            if theirs != columns:
-                verdict = f"columns {theirs} vs {columns}"
-            elif len(got) != len(expected):
-                verdict = f"{len(got)} rows vs {len(expected)}"
-            else:
-                differ = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
-                verdict = f"{len(differ)} rows differ, first {got[differ[0]]} vs {expected[differ[0]]}" if differ else ""
-            ok &= not verdict
-            print(f"{table:28} {name} vs {reference}: {len(expected)} rows x {len(columns)} columns: {verdict or 'identical'}")
+            yield table, f"{name} vs {reference}", columns, expected, theirs, got
+
+
+def exact(named: list[list[str]]) -> int:
+    ok = True
+    for table, who, columns, expected, theirs, got in pairs(named):
+        if theirs != columns:
+            verdict = f"columns {theirs} vs {columns}"
+        elif len(got) != len(expected):
+            verdict = f"{len(got)} rows vs {len(expected)}"
+        else:
+            differ = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
+            verdict = f"{len(differ)} rows differ, first {got[differ[0]]} vs {expected[differ[0]]}" if differ else ""
+        ok &= not verdict
+        print(f"{table:28} {who}: {len(expected)} rows x {len(columns)} columns: {verdict or 'identical'}")
     return 0 if ok else 1
 
 
 def cells(named: list[list[str]]) -> int:
-    (reference, first), ok = named[0], True
-    for table in TABLES:
-        columns, expected = rows(first, table)
-        for name, path in named[1:]:
-            theirs, got = rows(path, table)
-            problems, floats, worst = [], 0, 0.0
-            if theirs != columns or len(got) != len(expected):
-                problems.append(f"columns {theirs} vs {columns}, {len(got)} rows vs {len(expected)}")
-            for a, b in zip(expected, got) if not problems else []:
-                for column, x, y in zip(columns, a, b):
-                    if x == y:
-                        continue
-                    if isinstance(x, float) and isinstance(y, float):
-                        floats += 1
-                        worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
-                        if worst > 1e-12:
-                            problems.append(f"{column} {y!r} vs {x!r} in {a}")
-                    else:
+    ok = True
+    for table, who, columns, expected, theirs, got in pairs(named):
+        problems, floats, worst = [], 0, 0.0
+        if theirs != columns or len(got) != len(expected):
+            problems.append(f"columns {theirs} vs {columns}, {len(got)} rows vs {len(expected)}")
+        for a, b in zip(expected, got) if not problems else []:
+            for column, x, y in zip(columns, a, b):
+                if x == y:
+                    continue
+                if isinstance(x, float) and isinstance(y, float):
+                    floats += 1
+                    worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
+                    if worst > 1e-12:
                         problems.append(f"{column} {y!r} vs {x!r} in {a}")
-                    if len(problems) > 3:
-                        break
-            ok &= not problems
-            verdict = "; ".join(problems[:3]) or f"identical but {floats} floats (at most {worst:.1e} relative)"
-            print(f"{table:28} {name} vs {reference}: {len(expected)} rows x {len(columns)} columns: {verdict}")
+                else:
+                    problems.append(f"{column} {y!r} vs {x!r} in {a}")
+                if len(problems) > 3:
+                    break
+        ok &= not problems
+        verdict = "; ".join(problems[:3]) or f"identical but {floats} floats (at most {worst:.1e} relative)"
+        print(f"{table:28} {who}: {len(expected)} rows x {len(columns)} columns: {verdict}")
     return 0 if ok else 1
 
 

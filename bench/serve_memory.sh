@@ -2,9 +2,11 @@
 # The server's memory on a Gold store (issue 17, part 4): each host binary
 # in turn starts `host serve` on the same SQLite Gold, waits until the
 # tables are loaded and it listens, and reports its resident memory then
-# (VmRSS) and at its highest (VmHWM, the load included); then, with wrk
-# (1 thread, 16 connections, $SECONDS_PER_RUN s each), the first and the
-# next-to-last 1,000-row page of dm_customer_metrics, in requests a second.
+# (VmRSS, split into the process's own memory, RssAnon, and pages of mapped
+# files, RssFile, which the kernel can drop) and at its highest (VmHWM, the
+# load included); then, with wrk (1 thread, 16 connections,
+# $SECONDS_PER_RUN s each), the first and the next-to-last 1,000-row page of
+# dm_customer_metrics, in requests a second, and the memory after them.
 # Give the binaries twice (A B A B) to see the noise.
 # Usage: bench/serve_memory.sh GOLD_DB HOST [HOST...]   (e.g. the Gold of bench/scale.sh 1)
 set -euo pipefail
@@ -18,10 +20,10 @@ for host in "$@"; do
     MEDALLION_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" MEDALLION_ANALYST_HASH="$(echo bench-password | "$host" hash-password 2>/dev/null)" "$host" serve pipeline.yaml --set "gold.store=sqlite:$gold" --set "lake=$(mktemp -d)" \
         --listen "127.0.0.1:$port" >"$log" 2>&1 &
     server=$!
-    for _ in $(seq 1 600); do grep -q listening "$log" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 6000); do grep -q listening "$log" 2>/dev/null && break; sleep 0.1; done
     sleep 1
-    rss=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$server/status)
-    hwm=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$server/status)
+    memory() { awk '/^(VmRSS|RssAnon|RssFile|VmHWM)/ {m[$1]=int($2/1024)} END {printf "%d MiB (own %d, mapped files %d), highest %d MiB", m["VmRSS:"], m["RssAnon:"], m["RssFile:"], m["VmHWM:"]}' /proc/$server/status; }
+    loaded="$(memory)"
     base="http://127.0.0.1:$port"
     token="$(curl -s -d "username=analyst&password=bench-password" "$base/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
     rows="$(curl -s -H "Authorization: Bearer $token" "$base/odata/dm_customer_metrics/\$count")"
@@ -29,7 +31,7 @@ for host in "$@"; do
     speed() { wrk -t1 -c16 -d"${SECONDS_PER_RUN:-5}s" -H "Authorization: Bearer $token" "$base$1" | awk '/Requests\/sec/ {print int($2)}'; }
     first=$(speed "/gold/customers/metrics?page=1&page_size=1000")
     deep=$(speed "/gold/customers/metrics?page=$((last - 1))&page_size=1000")
-    echo "$host: resident $rss MiB, highest $hwm MiB; 1000-row pages a second: first $first, page $((last - 1)) of $last: $deep"
+    echo "$host: loaded: resident $loaded; 1000-row pages a second: first $first, page $((last - 1)) of $last: $deep; after them: $(memory)"
     kill $server; wait $server 2>/dev/null || true
     rm -f "$log"
 done

@@ -412,7 +412,10 @@ fn main() {
             let spec =
                 medallion_pipeline::load(&pipeline, &[], |n| std::env::var(n).ok()).unwrap_or_else(|e| panic!("{e}"));
             let mut store = medallion_store::open(store).unwrap_or_else(|e| panic!("{e}"));
-            let snapshot = medallion_api::snapshot::load(store.as_mut(), &spec.gold).unwrap_or_else(|e| panic!("{e}"));
+            let files = medallion_common::scratch::Scratch::create(&scratch, "fuzz-query")
+                .unwrap_or_else(|e| panic!("{}: {e}", scratch.display()));
+            let snapshot =
+                medallion_api::snapshot::load(store.as_mut(), &spec.gold, files).unwrap_or_else(|e| panic!("{e}"));
             fuzz(name, &query_target(&snapshot), seconds, &out, seed)
         }
         other => {

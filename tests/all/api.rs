@@ -694,6 +694,24 @@ fn a_newly_published_run_is_served_within_the_poll_interval_with_a_new_etag() {
     assert_eq!(after.status, 200, "the old ETag no longer matches");
     assert_ne!(after.header("etag"), Some(etag.as_str()));
     assert_eq!(after.json()["data"], before.json()["data"], "same data, new run");
+    // The server's columns are files in the lake's scratch folder: the new
+    // run's only, the old run's gone with its snapshot; all gone at a stop.
+    let scratch = setup.lake.path().join("_scratch");
+    let served: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap_or_else(|e| panic!("{}: {e}", scratch.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-serve"))
+        .collect();
+    let [folder] = &served[..] else { panic!("one server folder in {}: {served:?}", scratch.display()) };
+    let snapshots: Vec<String> = std::fs::read_dir(folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snapshots, ["gold-1"], "the first run's files are gone, the second's are there");
+    drop(server);
+    assert!(!folder.exists(), "the server's folder is removed when it stops");
 }
 
 /// Expensive requests (filters, orders of their own) take turns: one is

@@ -73,7 +73,9 @@ impl Target<'_> {
             "dm_product_reviews_impact",
             "dm_stock_performance",
         ];
-        let published = store.read_published(&names).unwrap_or_else(|e| panic!("Gold cannot be read: {e}"));
+        let into = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let published =
+            store.read_published(&names, into.path()).unwrap_or_else(|e| panic!("Gold cannot be read: {e}"));
         published
             .tables
             .iter()
@@ -89,8 +91,8 @@ fn cells(table: &Columns) -> Vec<String> {
             Values::Int(v) => v.iter().map(i64::to_string).collect(),
             Values::Double(v) => v.iter().map(|x| format!("{x:.11e}")).collect(),
             Values::Date(v) => v.iter().map(i32::to_string).collect(),
-            Values::Text(v) => v.iter().map(|s| s.to_string()).collect(),
-            Values::Bool(v) => v.iter().map(bool::to_string).collect(),
+            Values::Text(v) => v.iter().map(str::to_owned).collect(),
+            Values::Bool(v) => v.iter().map(|b| (*b != 0).to_string()).collect(),
         };
         for (row, value) in shown.into_iter().enumerate() {
             out.push(if column.is_valid(row) {

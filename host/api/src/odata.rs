@@ -119,7 +119,7 @@ fn metadata(snapshot: &Snapshot) -> Reply {
         for (i, column) in table.data.columns.iter().enumerate() {
             // A key column is not nullable, unless the data has a null there
             // (the daily sales' row for orders without a date).
-            let has_null = column.valid.as_ref().is_some_and(|v| v.contains(&false));
+            let has_null = column.has_null();
             let nullable = if table.key.contains(&i) && !has_null { " Nullable=\"false\"" } else { "" };
             xml.push_str(&format!(
                 "<Property Name=\"{}\" Type=\"{}\"{nullable}/>\n",

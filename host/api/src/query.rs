@@ -152,7 +152,7 @@ impl Filter {
                 if !column.is_valid(row) {
                     return false;
                 }
-                let value = &values[row];
+                let value = values.get(row);
                 let owned;
                 let value: &str = if *lower {
                     owned = value.to_lowercase();
@@ -181,8 +181,8 @@ pub fn compare_value(column: &Column, row: usize, value: &Value) -> Option<Order
         (Values::Double(v), Value::Double(x)) => v[row].total_cmp(x),
         (Values::Double(v), Value::Int(x)) => v[row].total_cmp(&(*x as f64)),
         (Values::Date(v), Value::Date(x)) => v[row].cmp(x),
-        (Values::Text(v), Value::Text(x)) => v[row].as_ref().cmp(x.as_str()),
-        (Values::Bool(v), Value::Bool(x)) => v[row].cmp(x),
+        (Values::Text(v), Value::Text(x)) => v.get(row).cmp(x.as_str()),
+        (Values::Bool(v), Value::Bool(x)) => (v[row] != 0).cmp(x),
         _ => return None,
     })
 }
@@ -613,8 +613,8 @@ pub fn row_values(table: &Table, sort: &[(usize, bool)], row: usize) -> Vec<Valu
                 Values::Int(v) => Value::Int(v[row]),
                 Values::Double(v) => Value::Double(v[row]),
                 Values::Date(v) => Value::Date(v[row]),
-                Values::Text(v) => Value::Text(v[row].to_string()),
-                Values::Bool(v) => Value::Bool(v[row]),
+                Values::Text(v) => Value::Text(v.get(row).to_owned()),
+                Values::Bool(v) => Value::Bool(v[row] != 0),
             }
         })
         .collect()

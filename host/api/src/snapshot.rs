@@ -1,30 +1,41 @@
 //! The Gold tables the server answers from: read whole from the Gold store
-//! into typed columns, and read again when a later run publishes.
+//! into typed column files in the server's scratch folder, mapped into
+//! memory, and read again when a later run publishes.
 //!
-//! Why in memory: Gold is a datamart of a few million rows at most; held as
-//! columns, a page at any depth is a slice of a sorted index (no `OFFSET`
-//! walk, no `COUNT(*)`), an ordering is sorted once per published run, and a
-//! reader never waits on the store. The store stays the source of truth; a
-//! new run is picked up within the poll interval.
+//! Why a copy of its own: held as columns, a page at any depth is a slice
+//! of a sorted index (no `OFFSET` walk, no `COUNT(*)`), an ordering is
+//! sorted once per published run, and a reader never waits on the store.
+//! Why mapped files: the server's memory stays the same whatever Gold's
+//! size (the kernel keeps the pages that are read), and a reload writes the
+//! next run's files beside the current ones instead of a second copy in
+//! memory. The store stays the source of truth; a new run is picked up
+//! within the poll interval.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use medallion_common::scratch::Scratch;
 use medallion_lake::Lake;
 use medallion_pipeline::GoldSpec;
-use medallion_store::{Column, Columns, Values};
+use medallion_store::{Column, Columns, Mapped, Values};
 use medallion_store::{GoldStore, StoreError, Versions};
 
 use crate::quarantine::{self, Sample};
 
-/// Orders kept per table (4 bytes a row each); past this, all but the
-/// default ones are dropped.
+/// Orders kept per table (4 bytes a row each, in a mapped file); past
+/// this, all but the default ones are dropped.
 const ORDERS_KEPT: usize = 16;
 
 /// Sort columns: (column, descending), the key last.
 type Sort = Vec<(usize, bool)>;
+
+/// A row order: row numbers, mapped from a file.
+pub type Order = Arc<Mapped<u32>>;
 
 /// A Gold table as the API shows it.
 pub struct Table {
@@ -40,21 +51,34 @@ pub struct Table {
     pub order_by: usize,
     /// The data.
     pub data: Columns,
+    /// Where the table's files are (its orders go there too).
+    dir: PathBuf,
     /// Row orders computed so far, by sort columns.
-    orders: Mutex<HashMap<Sort, Arc<Vec<u32>>>>,
+    orders: Mutex<HashMap<Sort, Order>>,
 }
 
 impl Table {
     /// The rows in the order of `sort` (column, descending), ties broken by
-    /// the key ascending; computed once per published run.
-    pub fn order(&self, sort: &[(usize, bool)]) -> Arc<Vec<u32>> {
+    /// the key ascending; computed once per published run. Sorting needs the
+    /// order in memory for a moment; it is then kept in a mapped file.
+    pub fn order(&self, sort: &[(usize, bool)]) -> Order {
         let full = self.full_sort(sort);
         if let Some(order) = self.orders.lock().unwrap_or_else(PoisonError::into_inner).get(&full) {
             return order.clone();
         }
         let mut order: Vec<u32> = (0..self.data.rows() as u32).collect();
         order.sort_unstable_by(|&a, &b| self.compare_rows(&full, a as usize, b as usize));
-        let order = Arc::new(order);
+        let order = match self.map_order(&order) {
+            Ok(mapped) => Arc::new(mapped),
+            Err(e) => {
+                // A full disk, say: the order is kept in memory instead.
+                tracing::warn!(table = %self.name, "cannot keep a row order in the server's scratch folder: {e}");
+                match Mapped::from_slice(&order) {
+                    Ok(in_memory) => Arc::new(in_memory),
+                    Err(e) => panic!("no memory for a row order of {} rows: {e}", order.len()),
+                }
+            }
+        };
         let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
         if orders.len() >= ORDERS_KEPT {
             // Bounded memory: keep the orders every client starts with.
@@ -63,6 +87,21 @@ impl Table {
         }
         orders.insert(full, order.clone());
         order
+    }
+
+    /// `order` written to a file of its own and mapped; the file is removed
+    /// at once (the mapping keeps its pages, until the order is dropped).
+    fn map_order(&self, order: &[u32]) -> std::io::Result<Mapped<u32>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = self.dir.join(format!("order-{}", NEXT.fetch_add(1, Atomic::Relaxed)));
+        let mut file = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+        for row in order {
+            file.write_all(&row.to_ne_bytes())?;
+        }
+        file.into_inner().map_err(|e| e.into_error())?.sync_data().ok();
+        let mapped = Mapped::open(&path, order.len());
+        std::fs::remove_file(&path).ok();
+        mapped
     }
 
     /// Compares two rows on `sort`.
@@ -101,7 +140,7 @@ fn compare_cells(column: &Column, a: usize, b: usize) -> Ordering {
         Values::Int(v) => v[a].cmp(&v[b]),
         Values::Double(v) => v[a].total_cmp(&v[b]),
         Values::Date(v) => v[a].cmp(&v[b]),
-        Values::Text(v) => v[a].cmp(&v[b]),
+        Values::Text(v) => v.get(a).cmp(v.get(b)),
         Values::Bool(v) => v[a].cmp(&v[b]),
     }
 }
@@ -111,7 +150,7 @@ pub struct Snapshot {
     /// The run that published these tables (`None`: no Gold yet).
     pub run_id: Option<String>,
     /// The tables, in `pipeline.yaml`'s order.
-    pub tables: Arc<Vec<Table>>,
+    pub tables: Arc<Tables>,
     /// The latest runs, newest first.
     pub runs: Vec<serde_json::Value>,
     /// How many runs the log holds, by status.
@@ -131,6 +170,22 @@ pub struct Quarantine {
     pub checked: bool,
 }
 
+/// A published run's tables and the folder of their files, removed when
+/// the last reader of the run lets go.
+pub struct Tables {
+    list: Vec<Table>,
+    /// Dropped after the tables (field order), so no file goes while mapped.
+    _files: Option<Scratch>,
+}
+
+impl std::ops::Deref for Tables {
+    type Target = [Table];
+
+    fn deref(&self) -> &[Table] {
+        &self.list
+    }
+}
+
 impl Snapshot {
     /// The table named `name`.
     pub fn table(&self, name: &str) -> Option<&Table> {
@@ -147,14 +202,15 @@ impl Snapshot {
 const RUNS_KEPT: usize = 50;
 
 /// Reads every Gold table of `spec` from `store`, all as one run published
-/// them (one read transaction), labelled with that run.
-pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, StoreError> {
+/// them (one read transaction), labelled with that run, into `files` (a
+/// folder of its own, removed when the snapshot's last reader drops it).
+pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec, files: Scratch) -> Result<Snapshot, StoreError> {
     let runs = store.runs(RUNS_KEPT)?;
     let run_counts = store.run_counts()?;
     let names: Vec<&str> = spec.tables.keys().map(String::as_str).collect();
-    let published = store.read_published(&names)?;
+    let published = store.read_published(&names, files.path())?;
     let mut tables = Vec::new();
-    for ((name, table_spec), data) in spec.tables.iter().zip(published.tables) {
+    for (((name, table_spec), data), i) in spec.tables.iter().zip(published.tables).zip(0..) {
         let Some(data) = data else {
             tracing::warn!(table = %name, "not in the Gold store yet: run `host run pipeline.yaml` first");
             continue;
@@ -177,6 +233,7 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
             key,
             order_by,
             data,
+            dir: files.path().join(i.to_string()),
             orders: Mutex::new(HashMap::new()),
         };
         // The orders every client starts with: the default one, both ways.
@@ -186,7 +243,7 @@ pub fn load(store: &mut dyn GoldStore, spec: &GoldSpec) -> Result<Snapshot, Stor
     }
     Ok(Snapshot {
         run_id: published.run_id,
-        tables: Arc::new(tables),
+        tables: Arc::new(Tables { list: tables, _files: Some(files) }),
         runs,
         run_counts,
         quarantine: Quarantine::default(),
@@ -200,11 +257,19 @@ pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 /// of its own (the stores are blocking) and swaps in a new snapshot when the
 /// run log changed. A store that stops answering keeps the last snapshot.
 /// With a `lake` URL, the same thread reads a sample of the quarantine of
-/// each new Silver run (the first one right away).
-pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -> Result<Shared, StoreError> {
+/// each new Silver run (the first one right away). Each snapshot's files go
+/// to a folder of their own in `scratch`.
+pub fn watch(
+    url: &str,
+    spec: GoldSpec,
+    lake: Option<String>,
+    scratch: Arc<Scratch>,
+    every: Duration,
+) -> Result<Shared, StoreError> {
     let mut store = medallion_store::open(url)?;
     let mut seen = store.versions()?;
-    let first = load(store.as_mut(), &spec)?;
+    let files = snapshot_folder(&scratch, store.as_ref())?;
+    let first = load(store.as_mut(), &spec, files)?;
     // What was read, which may be newer than what was polled.
     seen.published = first.run_id.clone();
     tracing::info!(run = first.run_id.as_deref().unwrap_or("none"), tables = first.tables.len(), "gold loaded");
@@ -238,7 +303,7 @@ pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -
                         Ok(Snapshot { runs, run_counts, ..current.shallow() })
                     })
                 } else {
-                    load(store.as_mut(), &spec)
+                    snapshot_folder(&scratch, store.as_ref()).and_then(|files| load(store.as_mut(), &spec, files))
                 };
                 match reloaded {
                     Ok(snapshot) => {
@@ -260,6 +325,19 @@ pub fn watch(url: &str, spec: GoldSpec, lake: Option<String>, every: Duration) -
             message: format!("cannot start the watcher: {e}"),
         })?;
     Ok(shared)
+}
+
+/// A new folder in `scratch` for a snapshot's files.
+fn snapshot_folder(scratch: &Scratch, store: &dyn GoldStore) -> Result<Scratch, StoreError> {
+    static LOADS: AtomicU64 = AtomicU64::new(0);
+    scratch.nested(&format!("gold-{}", LOADS.fetch_add(1, Atomic::Relaxed))).map_err(|e| StoreError {
+        store: store.describe(),
+        message: format!(
+            "cannot create a folder in the server's scratch folder {}: {e}; give a writable folder with enough room \
+             for Gold as `limits.spill`",
+            scratch.path().display()
+        ),
+    })
 }
 
 impl Snapshot {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "medallion-run-";
 
-/// A folder `medallion-run-<pid>-<run id>` under a spill folder, removed on
-/// drop.
+/// A folder `medallion-run-<pid>-<run id>` under a spill folder (the
+/// server's is `...-serve`), removed on drop.
 #[derive(Debug)]
 pub struct Scratch {
     dir: PathBuf,
@@ -21,12 +21,22 @@ impl Scratch {
         remove_abandoned(under);
         let dir = under.join(format!("{PREFIX}{}-{run_id}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        // What spills is business data, and the server maps its files from
+        // here: no other user reads or writes them.
+        #[cfg(unix)]
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         Ok(Scratch { dir })
     }
 
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// A subfolder `name`, created, removed when the value returned drops
+    /// (or with this folder).
+    pub fn nested(&self, name: &str) -> std::io::Result<Scratch> {
+        Ok(Scratch { dir: self.folder(name)? })
     }
 
     /// A subfolder, created.

@@ -1,10 +1,12 @@
 //! `host serve` and `host hash-password`.
 
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use medallion_api::{self as api, ServeOptions, auth::Auth};
+use medallion_common::scratch::Scratch;
 
 use super::run::{PipelineArgs, plan_without_sources};
 use super::{Exit, Failure};
@@ -41,7 +43,17 @@ pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
         .clone()
         .ok_or_else(|| Failure::config("gold.store is not set: give sqlite:PATH or a postgres:// URL"))?;
     let every = Duration::from_secs(args.poll_seconds.max(1));
-    let gold = api::snapshot::watch(&url, plan.gold.clone(), Some(plan.lake.clone()), every)
+    // Gold's columns, mapped from files here; removed when the server stops
+    // (Ctrl-C or SIGTERM), or by the next run or server if it is killed.
+    let scratch = Scratch::create(&plan.spill, "serve").map_err(|e| {
+        Failure::config(format!(
+            "cannot create the server's scratch folder under {}: {e}; give a writable folder as `limits.spill`",
+            plan.spill.display()
+        ))
+    })?;
+    let scratch = Arc::new(scratch);
+    tracing::info!("Gold's columns go to {}", scratch.path().display());
+    let gold = api::snapshot::watch(&url, plan.gold.clone(), Some(plan.lake.clone()), scratch.clone(), every)
         .map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
     let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
     let options = ServeOptions {
@@ -57,7 +69,10 @@ pub(crate) fn serve(args: Serve) -> Result<(), Failure> {
             "listening on http://{address} (OData: http://{address}/odata/, docs: http://{address}/docs, pages: http://{address}/ui)"
         );
     })
-    .map_err(|e| Failure { exit: Exit::Store, message: format!("cannot serve on {listen}: {e}") })
+    .map_err(|e| Failure { exit: Exit::Store, message: format!("cannot serve on {listen}: {e}") })?;
+    // The watcher still holds the folder: removed here, as the process ends.
+    std::fs::remove_dir_all(scratch.path()).ok();
+    Ok(())
 }
 
 /// Arguments of `host hash-password`.

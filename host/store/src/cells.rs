@@ -9,7 +9,7 @@ use arrow_schema::DataType;
 use crate::{GoldTable, SqlType, StoreError};
 
 /// One cell, read from an Arrow column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell<'a> {
     /// No value.
     Null,

@@ -4,7 +4,8 @@
 //! or the new ones, never a mix or nothing; both keep the run log (`runs`,
 //! `run_tables`).
 //!
-//! The server reads a published run back as typed [`Columns`].
+//! The server reads a published run back as typed [`Columns`], in files it
+//! maps into memory.
 //!
 //! Not for: computing Gold (the engine does) or serving it (the API does).
 
@@ -16,9 +17,10 @@ mod table;
 mod tls;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub use cells::{Cell, cell, check_types, quote};
-pub use columns::{Column, Columns, SqlType, Values, declared_type};
+pub use columns::{Column, ColumnWriter, Columns, Mapped, SqlType, Texts, Values, declared_type};
 pub use postgres::redact;
 pub use table::{GoldTable, Spill};
 
@@ -145,8 +147,11 @@ pub trait GoldStore: Send {
     fn versions(&mut self) -> Result<Versions, StoreError>;
     /// The published run and its Gold tables named in `tables` (`None` for
     /// one the store does not have), read whole in one read transaction, so
-    /// they are all of one run however many runs publish meanwhile.
-    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError>;
+    /// they are all of one run however many runs publish meanwhile. The
+    /// tables are written to column files under `into` (a folder per table)
+    /// and mapped from there, so the caller removes `into` once it drops
+    /// them, not before.
+    fn read_published(&mut self, tables: &[&str], into: &Path) -> Result<Published, StoreError>;
     /// The store, for messages (no password).
     fn describe(&self) -> String;
 }

@@ -4,6 +4,7 @@
 //! then the new ones; a server that stops mid-load rolls everything back.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,8 +17,8 @@ use medallion_common::date;
 
 use crate::tls::{self, SslMode};
 use crate::{
-    Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
-    check_types, declared_type, quote, reasons_json, stage_json,
+    Cell, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions, cell, check_types,
+    columns, declared_type, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -426,7 +427,7 @@ impl GoldStore for PostgresStore {
         })
     }
 
-    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError> {
+    fn read_published(&mut self, tables: &[&str], into: &Path) -> Result<Published, StoreError> {
         self.runtime.block_on(async {
             let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
             // One snapshot for every statement of the transaction: a run that
@@ -440,8 +441,12 @@ impl GoldStore for PostgresStore {
                 .map_err(|e| self.fail(e))?;
             let run_id = tx.query_opt(PUBLISHED_RUN, &[]).await.map_err(|e| self.fail(e))?.map(|r| r.get(0));
             let mut read = Vec::with_capacity(tables.len());
-            for table in tables {
-                read.push(read_table(&tx, table).await.map_err(|e| self.fail(format!("table `{table}`: {e}")))?);
+            for (i, table) in tables.iter().enumerate() {
+                read.push(
+                    read_table(&tx, table, &into.join(i.to_string()))
+                        .await
+                        .map_err(|e| self.fail(format!("table `{table}`: {e}")))?,
+                );
             }
             tx.commit().await.map_err(|e| self.fail(e))?;
             Ok(Published { run_id, tables: read })
@@ -458,8 +463,9 @@ const PUBLISHED_RUN: &str = "SELECT run_id FROM datamart.runs r WHERE status = '
     AND EXISTS (SELECT 1 FROM datamart.run_tables t WHERE t.run_id = r.run_id AND t.stage = 'gold')
     ORDER BY started_at DESC, run_id DESC LIMIT 1";
 
-/// A Gold table whole, or `None` when the schema has no such table.
-async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result<Option<Columns>, String> {
+/// A Gold table whole, written to column files in `dir`, or `None` when
+/// the schema has no such table.
+async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str, dir: &Path) -> Result<Option<Columns>, String> {
     let text = |e: tokio_postgres::Error| e.to_string();
     let declared = tx
         .query(
@@ -472,44 +478,39 @@ async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result
     if declared.is_empty() {
         return Ok(None);
     }
-    let mut columns: Vec<Column> =
-        declared.iter().map(|r| Column::new(r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
+    let declared: Vec<(String, SqlType)> =
+        declared.iter().map(|r| (r.get(0), declared_type(r.get::<_, &str>(1)))).collect();
     // Every column read as one Rust type per SQL type.
-    let select: Vec<String> = columns
+    let select: Vec<String> = declared
         .iter()
-        .map(|c| match c.kind {
-            SqlType::Integer => format!("{}::bigint", quote(&c.name)),
-            SqlType::Double => format!("{}::float8", quote(&c.name)),
-            SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(&c.name)),
-            SqlType::Boolean => quote(&c.name),
-            SqlType::Text => format!("{}::text", quote(&c.name)),
+        .map(|(name, kind)| match kind {
+            SqlType::Integer => format!("{}::bigint", quote(name)),
+            SqlType::Double => format!("{}::float8", quote(name)),
+            SqlType::Date => format!("to_char({}, 'YYYY-MM-DD')", quote(name)),
+            SqlType::Boolean => quote(name),
+            SqlType::Text => format!("{}::text", quote(name)),
         })
         .collect();
+    let mut columns = columns::writers(dir, &declared)?;
     let sql = format!("SELECT {} FROM {SCHEMA}.{}", select.join(", "), quote(table));
     let rows = tx.query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>()).await.map_err(text)?;
     futures_util::pin_mut!(rows);
     while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await.map_err(text)? {
         for (i, column) in columns.iter_mut().enumerate() {
-            let present = match &mut column.values {
-                Values::Int(v) => row.try_get::<_, Option<i64>>(i).map_err(text)?.map(|x| v.push(x)),
-                Values::Double(v) => row.try_get::<_, Option<f64>>(i).map_err(text)?.map(|x| v.push(x)),
-                Values::Bool(v) => row.try_get::<_, Option<bool>>(i).map_err(text)?.map(|x| v.push(x)),
-                Values::Text(v) => row.try_get::<_, Option<&str>>(i).map_err(text)?.map(|x| v.push(x.into())),
-                Values::Date(v) => match row.try_get::<_, Option<&str>>(i).map_err(text)? {
-                    Some(text) => {
-                        let days = date::parse_iso(text)
-                            .ok_or_else(|| format!("`{text}` in {} is not a date", column.name))?;
-                        v.push(days);
-                        Some(())
-                    }
+            let cell = match column.kind() {
+                SqlType::Integer => row.try_get::<_, Option<i64>>(i).map_err(text)?.map(Cell::Int),
+                SqlType::Double => row.try_get::<_, Option<f64>>(i).map_err(text)?.map(Cell::Double),
+                SqlType::Boolean => row.try_get::<_, Option<bool>>(i).map_err(text)?.map(Cell::Bool),
+                SqlType::Text => row.try_get::<_, Option<&str>>(i).map_err(text)?.map(Cell::Text),
+                SqlType::Date => match row.try_get::<_, Option<&str>>(i).map_err(text)? {
+                    Some(text) => Some(Cell::Date(
+                        date::parse_iso(text).ok_or_else(|| format!("`{text}` in {} is not a date", column.name()))?,
+                    )),
                     None => None,
                 },
             };
-            match present {
-                Some(()) => column.pushed(),
-                None => column.push_null(),
-            }
+            column.push(cell.unwrap_or(Cell::Null))?;
         }
     }
-    Ok(Some(Columns { columns }))
+    Ok(Some(columns::finish(columns)?))
 }

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use medallion_common::date;
 
 use crate::{
-    Cell, Column, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Values, Versions, cell,
-    check_types, declared_type, quote, reasons_json, stage_json,
+    Cell, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions, cell, check_types,
+    columns, declared_type, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS run_stages (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run_id, stage));";
 
+/// A Gold load is one large transaction: a 256 MiB page cache keeps it from
+/// spilling half-built pages to the WAL.
+const CACHE_FOR_WRITES: &str = "PRAGMA cache_size = -262144";
+
 impl SqliteStore {
     /// Opens (or creates) the file and the run log.
     pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
@@ -45,11 +49,8 @@ impl SqliteStore {
         }
         let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         connection
-            // A Gold load is one large transaction: a 256 MiB page cache keeps
-            // it from spilling half-built pages to the WAL.
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -262144;",
-            )
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+            .and_then(|()| connection.execute_batch(CACHE_FOR_WRITES))
             .and_then(|()| connection.execute_batch(RUN_LOG))
             .map_err(|e| fail(e.to_string()))?;
         Ok(SqliteStore { path: path.to_owned(), connection })
@@ -264,9 +265,12 @@ impl GoldStore for SqliteStore {
         Ok(Versions { published, latest })
     }
 
-    fn read_published(&mut self, tables: &[&str]) -> Result<Published, StoreError> {
+    fn read_published(&mut self, tables: &[&str], into: &Path) -> Result<Published, StoreError> {
         let store = self.describe();
         let fail = |message: String| StoreError { store: store.clone(), message };
+        // A read goes through each table once: a large page cache would only
+        // hold pages no one reads again (256 MiB of them in the server).
+        self.connection.execute_batch("PRAGMA cache_size = -8192").map_err(|e| fail(e.to_string()))?;
         // In WAL mode a read transaction sees the database as of its first
         // read until it ends, whatever commits meanwhile.
         let tx = self
@@ -276,9 +280,13 @@ impl GoldStore for SqliteStore {
         let run_id = published_run(&tx).map_err(|e| fail(e.to_string()))?;
         let tables = tables
             .iter()
-            .map(|table| read_table(&tx, table).map_err(|e| fail(format!("table `{table}`: {e}"))))
+            .enumerate()
+            .map(|(i, table)| {
+                read_table(&tx, table, &into.join(i.to_string())).map_err(|e| fail(format!("table `{table}`: {e}")))
+            })
             .collect::<Result<_, _>>()?;
         tx.commit().map_err(|e| fail(e.to_string()))?;
+        self.connection.execute_batch(CACHE_FOR_WRITES).map_err(|e| fail(e.to_string()))?;
         Ok(Published { run_id, tables })
     }
 
@@ -300,41 +308,41 @@ fn published_run(connection: &Connection) -> rusqlite::Result<Option<String>> {
         .optional()
 }
 
-/// A Gold table whole, or `None` when the file has no such table.
-fn read_table(connection: &Connection, table: &str) -> rusqlite::Result<Option<Columns>> {
-    let exists: bool = connection.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [table],
-        |r| r.get(0),
-    )?;
+/// A Gold table whole, written to column files in `dir`, or `None` when
+/// the file has no such table.
+fn read_table(connection: &Connection, table: &str, dir: &Path) -> Result<Option<Columns>, String> {
+    let text = |e: rusqlite::Error| e.to_string();
+    let exists: bool = connection
+        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
+        .map_err(text)?;
     if !exists {
         return Ok(None);
     }
-    let mut statement = connection.prepare(&format!("SELECT * FROM {}", quote(table)))?;
-    let mut columns: Vec<Column> =
-        statement.columns().map(|c| Column::new(c.name(), declared_type(c.decl_type().unwrap_or("TEXT")))).collect();
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+    let mut statement = connection.prepare(&format!("SELECT * FROM {}", quote(table))).map_err(text)?;
+    let declared: Vec<(String, SqlType)> =
+        statement.columns().map(|c| (c.name().to_owned(), declared_type(c.decl_type().unwrap_or("TEXT")))).collect();
+    let mut columns = columns::writers(dir, &declared)?;
+    let mut rows = statement.query([]).map_err(text)?;
+    while let Some(row) = rows.next().map_err(text)? {
         for (i, column) in columns.iter_mut().enumerate() {
-            let value = row.get_ref(i)?;
-            if value == ValueRef::Null {
-                column.push_null();
-                continue;
-            }
-            let bad = || rusqlite::Error::InvalidColumnType(i, column.name.clone(), value.data_type());
-            match (&mut column.values, value) {
-                (Values::Int(v), ValueRef::Integer(x)) => v.push(x),
-                (Values::Double(v), ValueRef::Real(x)) => v.push(x),
-                (Values::Double(v), ValueRef::Integer(x)) => v.push(x as f64),
-                (Values::Bool(v), ValueRef::Integer(x)) => v.push(x != 0),
-                (Values::Date(v), ValueRef::Text(t)) => {
-                    v.push(std::str::from_utf8(t).ok().and_then(date::parse_iso).ok_or_else(bad)?)
-                }
-                (Values::Text(v), ValueRef::Text(t)) => v.push(String::from_utf8_lossy(t).into()),
-                _ => return Err(bad()),
-            }
-            column.pushed();
+            let value = row.get_ref(i).map_err(text)?;
+            let cell = match (column.kind(), value) {
+                (_, ValueRef::Null) => Cell::Null,
+                (_, ValueRef::Integer(x)) if column.kind() != SqlType::Boolean => Cell::Int(x),
+                (_, ValueRef::Integer(x)) => Cell::Bool(x != 0),
+                (_, ValueRef::Real(x)) => Cell::Double(x),
+                (SqlType::Date, ValueRef::Text(t)) => match std::str::from_utf8(t).ok().and_then(date::parse_iso) {
+                    Some(days) => Cell::Date(days),
+                    None => return Err(format!("`{}` in {} is not a date", String::from_utf8_lossy(t), column.name())),
+                },
+                (_, ValueRef::Text(t)) => match std::str::from_utf8(t) {
+                    Ok(t) => Cell::Text(t),
+                    Err(_) => return Err(format!("column {} holds text that is not UTF-8", column.name())),
+                },
+                (_, ValueRef::Blob(_)) => return Err(format!("column {} holds a blob", column.name())),
+            };
+            column.push(cell)?;
         }
     }
-    Ok(Some(Columns { columns }))
+    Ok(Some(columns::finish(columns)?))
 }

@@ -194,6 +194,10 @@ impl<T: bytemuck::Pod> Mapped<T> {
         // mapped and never written again; it is removed, not truncated, when
         // the mapping's run is replaced (the mapping outlives the name).
         let map = unsafe { memmap2::MmapOptions::new().len(bytes).map(&file) }?;
+        // Pages are read at random places (a page of rows in a sorted order):
+        // no read-ahead, which under memory pressure would read and evict
+        // 32 pages for each one asked for.
+        map.advise(memmap2::Advice::Random)?;
         Ok(Mapped { map: Some(map), len, _type: PhantomData })
     }
 }

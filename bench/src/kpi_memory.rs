@@ -66,12 +66,7 @@ fn customers(count: usize, batch_rows: usize) -> Vec<RecordBatch> {
 }
 
 fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok());
-    kib.unwrap_or(0) >> 10
+    medallion_common::memory::peak_resident_bytes().unwrap_or(0) >> 20
 }
 
 fn run(dir: &Path, count: usize, cap_mib: usize, batch_rows: usize) -> Result<(), Box<dyn std::error::Error>> {

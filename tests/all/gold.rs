@@ -393,6 +393,8 @@ fn publish_marked(store: &mut dyn medallion_store::GoldStore, run: usize) {
         error: None,
         tables: tables.iter().map(|t| RunTable::new("gold", &t.name, t.rows())).collect(),
         stages: Vec::new(),
+        memory_budget: None,
+        spill: None,
     };
     store.publish(&tables, &record).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -600,4 +602,59 @@ fn gold_in_a_tight_budget_is_the_same_from_run_to_run_and_leaves_no_scratch() {
     let scratch = setup.lake.path().join("_scratch");
     let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "the runs' scratch folders are gone: {left:?}");
+}
+
+/// The run log as it was before it kept memory figures, with one run in it.
+const OLD_RUN_LOG: &str = "
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+CREATE TABLE run_tables (run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
+    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
+CREATE TABLE run_stages (run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, stage));
+INSERT INTO runs VALUES ('old-run', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'succeeded', NULL);
+INSERT INTO run_stages VALUES ('old-run', 'bronze', '2026-01-01T00:00:00Z', 60.0);";
+
+/// A store whose run log predates the memory figures: the old entry reads
+/// without them, and the next run records its budget, its scratch folder and
+/// its peak, per stage and whole.
+fn an_old_run_log_gains_the_memory_figures(setup: &Setup, store: &str) {
+    let runs = setup.runs(store);
+    assert_eq!(runs[0]["run_id"], "old-run", "{runs}");
+    assert!(runs[0]["memory_budget"].is_null() && runs[0]["peak_memory"].is_null(), "{runs}");
+    setup.run(&["--ingest-date", "2026-11-24", "--set", "limits.memory=3GiB"], store);
+    let runs = setup.runs(store);
+    let (new, old) = (&runs[0], &runs[1]);
+    assert_eq!(new["memory_budget"], 3u64 << 30, "{new}");
+    let spill = new["spill"].as_str().unwrap_or_else(|| panic!("no scratch folder in {new}"));
+    assert!(spill.contains("medallion-run-") && !Path::new(spill).exists(), "{spill}: named, and gone after the run");
+    let stages = new["stages"].as_array().unwrap_or_else(|| panic!("{new}"));
+    assert_eq!(stages.len(), 3, "{new}");
+    let peaks: Vec<u64> = stages.iter().filter_map(|s| s["peak_memory"].as_u64()).collect();
+    assert_eq!(peaks.len(), 3, "every stage records the peak so far: {new}");
+    assert!(peaks.windows(2).all(|w| w[0] <= w[1]), "a high-water mark only rises: {peaks:?}");
+    assert_eq!(new["peak_memory"].as_u64(), peaks.last().copied(), "{new}");
+    assert_eq!(old["run_id"], "old-run", "{runs}");
+    assert!(old["memory_budget"].is_null(), "{old}");
+    let listed = setup.host(&["runs"], store);
+    assert!(text(&listed).0.contains("of a 3.0 GiB budget; scratch folder"), "{}", text(&listed).0);
+}
+
+#[test]
+fn an_old_sqlite_run_log_gains_the_memory_figures() {
+    let setup = Setup::new("0.002");
+    let db = setup.lake.path().join("gold.db");
+    rusqlite::Connection::open(&db).and_then(|c| c.execute_batch(OLD_RUN_LOG)).unwrap_or_else(|e| panic!("{e}"));
+    an_old_run_log_gains_the_memory_figures(&setup, &setup.sqlite());
+}
+
+#[test]
+fn an_old_postgresql_run_log_gains_the_memory_figures() {
+    let setup = Setup::new("0.002");
+    // A server of its own: the shared one's run log is other tests'.
+    let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    let old =
+        OLD_RUN_LOG.replace("CREATE TABLE ", "CREATE TABLE datamart.").replace("INSERT INTO ", "INSERT INTO datamart.");
+    psql(&server, &format!("CREATE SCHEMA datamart; {old}"));
+    an_old_run_log_gains_the_memory_figures(&setup, &server.url);
 }

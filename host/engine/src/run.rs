@@ -321,6 +321,8 @@ pub fn run(
         error: None,
         tables: Vec::new(),
         stages: Vec::new(),
+        memory_budget: Some(plan.memory.bytes),
+        spill: Some(scratch.path().display().to_string()),
     };
     if let Some(store) = store.as_mut() {
         store.begin_run(&record)?;
@@ -585,6 +587,7 @@ fn build_gold(
     record.ended_at = Some(date::rfc3339(now_micros()));
     if let Some(gold) = record.stages.last_mut() {
         gold.seconds = started.elapsed().as_secs_f64();
+        gold.peak_memory = medallion_common::memory::peak_resident_bytes();
     }
     if let Err(e) = store.end_run(&record) {
         tracing::warn!("the run log could not record Gold's publish time: {e}");
@@ -606,6 +609,7 @@ fn stage_time(stage: Stage, started_micros: i64) -> StageTime {
         stage: stage.name().to_owned(),
         started_at: date::rfc3339(started_micros),
         seconds: (now_micros() - started_micros).max(0) as f64 / 1e6,
+        peak_memory: medallion_common::memory::peak_resident_bytes(),
     }
 }
 

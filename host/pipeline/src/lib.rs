@@ -170,8 +170,7 @@ pub struct MemoryBudget {
 
 impl std::fmt::Display for MemoryBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let gib = self.bytes as f64 / f64::from(1u32 << 30);
-        if gib >= 1.0 { write!(f, "{gib:.1} GiB") } else { write!(f, "{} MiB", self.bytes >> 20) }?;
+        f.write_str(&medallion_common::memory::size_text(self.bytes))?;
         if !self.set {
             write!(f, " (half the machine's memory; set limits.memory to change it)")?;
         }

@@ -253,11 +253,26 @@ pub(crate) fn runs(args: Runs) -> Result<(), Failure> {
             text("ended_at"),
             tables
         );
+        if let Some(line) = memory_line(run) {
+            println!("  {line}");
+        }
         if let Some(error) = run["error"].as_str() {
             println!("  error: {}", error.lines().next().unwrap_or_default());
         }
     }
     Ok(())
+}
+
+/// What a run's log says of its memory: its peak, its budget and its scratch folder; `None` for a run from before they were
+/// kept.
+fn memory_line(run: &serde_json::Value) -> Option<String> {
+    use medallion_common::memory::size_text;
+    let budget = run["memory_budget"].as_u64()?;
+    let peak = run["peak_memory"]
+        .as_u64()
+        .map_or_else(|| "peak not recorded".to_owned(), |p| format!("peak {}", size_text(p)));
+    let spill = run["spill"].as_str().unwrap_or("-");
+    Some(format!("memory: {peak} of a {} budget; scratch folder {spill}", size_text(budget)))
 }
 
 /// Arguments of `host hive-ddl`.

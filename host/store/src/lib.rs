@@ -41,6 +41,11 @@ pub struct RunRecord {
     pub tables: Vec<RunTable>,
     /// The stages that ended, with their times.
     pub stages: Vec<StageTime>,
+    /// The memory budget it ran under (`limits.memory`), bytes.
+    pub memory_budget: Option<u64>,
+    /// Its scratch folder, where work past the budget spilled (removed when
+    /// the run ended).
+    pub spill: Option<String>,
 }
 
 /// When a stage of a run started and how long it took.
@@ -52,6 +57,9 @@ pub struct StageTime {
     pub started_at: String,
     /// Wall time, seconds (Gold's includes its publish).
     pub seconds: f64,
+    /// The process's peak resident memory when the stage ended, bytes (the
+    /// run's peak is its last stage's).
+    pub peak_memory: Option<u64>,
 }
 
 /// One table of a run.
@@ -176,6 +184,11 @@ fn reasons_json(reasons: &BTreeMap<String, u64>) -> String {
 }
 
 /// A stage's time as the run log's JSON shows it.
-fn stage_json(stage: String, started_at: String, seconds: f64) -> serde_json::Value {
-    serde_json::json!({ "stage": stage, "started_at": started_at, "seconds": seconds })
+/// A run's peak memory: the highest its stages recorded.
+fn peak_memory(stages: &[serde_json::Value]) -> Option<u64> {
+    stages.iter().filter_map(|s| s["peak_memory"].as_u64()).max()
+}
+
+fn stage_json(stage: String, started_at: String, seconds: f64, peak_memory: Option<i64>) -> serde_json::Value {
+    serde_json::json!({ "stage": stage, "started_at": started_at, "seconds": seconds, "peak_memory": peak_memory })
 }

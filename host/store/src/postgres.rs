@@ -18,7 +18,7 @@ use medallion_common::date;
 use crate::tls::{self, SslMode};
 use crate::{
     Cell, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions, cell, check_types,
-    columns, declared_type, quote, reasons_json, stage_json,
+    columns, declared_type, peak_memory, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -39,14 +39,27 @@ pub(super) struct PostgresStore {
 const RUN_LOG: &str = "
 CREATE SCHEMA IF NOT EXISTS datamart;
 CREATE TABLE IF NOT EXISTS datamart.runs (
-    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT,
+    memory_budget BIGINT, spill TEXT);
 CREATE TABLE IF NOT EXISTS datamart.run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
     plugin_config TEXT, position SERIAL, PRIMARY KEY (run_id, stage, table_name));
 CREATE TABLE IF NOT EXISTS datamart.run_stages (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (run_id, stage));";
+    peak_memory BIGINT, PRIMARY KEY (run_id, stage));
+-- A run log from before the memory columns gets them. Looked for first, so
+-- that a store already up to date takes no table lock here.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'datamart' AND table_name = 'runs' AND column_name = 'spill') THEN
+        ALTER TABLE datamart.runs ADD COLUMN IF NOT EXISTS memory_budget BIGINT, ADD COLUMN IF NOT EXISTS spill TEXT;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'datamart' AND table_name = 'run_stages' AND column_name = 'peak_memory') THEN
+        ALTER TABLE datamart.run_stages ADD COLUMN IF NOT EXISTS peak_memory BIGINT;
+    END IF;
+END $$;";
 
 /// `url` without its password, for messages.
 pub fn redact(url: &str) -> String {
@@ -153,9 +166,18 @@ fn cleartext_password_to(config: &tokio_postgres::Config, connection: &tls::Conn
 
 async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "INSERT INTO datamart.runs (run_id, started_at, ended_at, status, error) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO datamart.runs (run_id, started_at, ended_at, status, error, memory_budget, spill)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, error = excluded.error",
-        &[&run.run_id as &(dyn ToSql + Sync), &run.started_at, &run.ended_at, &run.status, &run.error],
+        &[
+            &run.run_id as &(dyn ToSql + Sync),
+            &run.started_at,
+            &run.ended_at,
+            &run.status,
+            &run.error,
+            &run.memory_budget.map(|b| b as i64),
+            &run.spill,
+        ],
     )
     .await?;
     tx.execute("DELETE FROM datamart.run_tables WHERE run_id = $1", &[&run.run_id]).await?;
@@ -176,10 +198,11 @@ async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Res
     }
     tx.execute("DELETE FROM datamart.run_stages WHERE run_id = $1", &[&run.run_id]).await?;
     let insert = tx
-        .prepare("INSERT INTO datamart.run_stages (run_id, stage, started_at, seconds) VALUES ($1, $2, $3, $4)")
+        .prepare("INSERT INTO datamart.run_stages (run_id, stage, started_at, seconds, peak_memory) VALUES ($1, $2, $3, $4, $5)")
         .await?;
     for s in &run.stages {
-        tx.execute(&insert, &[&run.run_id as &(dyn ToSql + Sync), &s.stage, &s.started_at, &s.seconds]).await?;
+        let peak = s.peak_memory.map(|b| b as i64);
+        tx.execute(&insert, &[&run.run_id as &(dyn ToSql + Sync), &s.stage, &s.started_at, &s.seconds, &peak]).await?;
     }
     Ok(())
 }
@@ -342,7 +365,7 @@ impl GoldStore for PostgresStore {
             let client = self.pool.get().await.map_err(|e| self.fail(e))?;
             let runs = client
                 .query(
-                    "SELECT run_id, started_at, ended_at, status, error FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
+                    "SELECT run_id, started_at, ended_at, status, error, memory_budget, spill FROM datamart.runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
                     &[&(limit as i64)],
                 )
                 .await
@@ -378,20 +401,23 @@ impl GoldStore for PostgresStore {
                     .collect();
                 let stages = client
                     .query(
-                        "SELECT stage, started_at, seconds FROM datamart.run_stages WHERE run_id = $1
+                        "SELECT stage, started_at, seconds, peak_memory FROM datamart.run_stages WHERE run_id = $1
                          ORDER BY started_at, CASE stage WHEN 'bronze' THEN 0 WHEN 'silver' THEN 1 ELSE 2 END",
                         &[&run_id],
                     )
                     .await
                     .map_err(|e| self.fail(e))?;
                 let stages: Vec<serde_json::Value> =
-                    stages.iter().map(|r| stage_json(r.get(0), r.get(1), r.get(2))).collect();
+                    stages.iter().map(|r| stage_json(r.get(0), r.get(1), r.get(2), r.get(3))).collect();
                 out.push(serde_json::json!({
                     "run_id": run_id,
                     "started_at": run.get::<_, String>(1),
                     "ended_at": run.get::<_, Option<String>>(2),
                     "status": run.get::<_, String>(3),
                     "error": run.get::<_, Option<String>>(4),
+                    "memory_budget": run.get::<_, Option<i64>>(5),
+                    "spill": run.get::<_, Option<String>>(6),
+                    "peak_memory": peak_memory(&stages),
                     "tables": tables,
                     "stages": stages,
                 }));

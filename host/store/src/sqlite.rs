@@ -12,12 +12,12 @@ use medallion_common::date;
 
 use crate::{
     Cell, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions, cell, check_types,
-    columns, declared_type, quote, reasons_json, stage_json,
+    columns, declared_type, peak_memory, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
 /// A `runs` row: id, start, end, status, error.
-type RunRow = (String, String, Option<String>, String, Option<String>);
+type RunRow = (String, String, Option<String>, String, Option<String>, Option<i64>, Option<String>);
 
 /// A SQLite Gold store.
 pub(super) struct SqliteStore {
@@ -27,14 +27,49 @@ pub(super) struct SqliteStore {
 
 const RUN_LOG: &str = "
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT,
+    memory_budget BIGINT, spill TEXT);
 CREATE TABLE IF NOT EXISTS run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
     plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
 CREATE TABLE IF NOT EXISTS run_stages (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (run_id, stage));";
+    peak_memory BIGINT, PRIMARY KEY (run_id, stage));";
+
+/// Columns the run log gained after its first version: a store from before
+/// them gets them when it is opened.
+const ADDED_COLUMNS: [(&str, &str, &str); 3] =
+    [("runs", "memory_budget", "BIGINT"), ("runs", "spill", "TEXT"), ("run_stages", "peak_memory", "BIGINT")];
+
+/// Adds what [`ADDED_COLUMNS`] lists and `connection`'s run log lacks. A
+/// store up to date is only read (a run publishing elsewhere does not block
+/// this); one that is not is altered in one write transaction, looked at
+/// again inside it (two processes opening an old store do not both alter).
+fn add_missing_columns(connection: &mut Connection) -> rusqlite::Result<()> {
+    fn missing(connection: &Connection) -> rusqlite::Result<Vec<(&'static str, &'static str, &'static str)>> {
+        let mut lacking = Vec::new();
+        for (table, column, kind) in ADDED_COLUMNS {
+            let present: bool = connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                params![table, column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                lacking.push((table, column, kind));
+            }
+        }
+        Ok(lacking)
+    }
+    if missing(connection)?.is_empty() {
+        return Ok(());
+    }
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (table, column, kind) in missing(&tx)? {
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    tx.commit()
+}
 
 /// A Gold load is one large transaction: a 256 MiB page cache keeps it from
 /// spilling half-built pages to the WAL.
@@ -47,11 +82,12 @@ impl SqliteStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
             .and_then(|()| connection.execute_batch(CACHE_FOR_WRITES))
             .and_then(|()| connection.execute_batch(RUN_LOG))
+            .and_then(|()| add_missing_columns(&mut connection))
             .map_err(|e| fail(e.to_string()))?;
         Ok(SqliteStore { path: path.to_owned(), connection })
     }
@@ -63,9 +99,18 @@ impl SqliteStore {
 
 fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO runs (run_id, started_at, ended_at, status, error) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO runs (run_id, started_at, ended_at, status, error, memory_budget, spill)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, error = excluded.error",
-        params![run.run_id, run.started_at, run.ended_at, run.status, run.error],
+        params![
+            run.run_id,
+            run.started_at,
+            run.ended_at,
+            run.status,
+            run.error,
+            run.memory_budget.map(|b| b as i64),
+            run.spill
+        ],
     )?;
     tx.execute("DELETE FROM run_tables WHERE run_id = ?1", params![run.run_id])?;
     let mut insert = tx.prepare(
@@ -88,10 +133,11 @@ fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
         ])?;
     }
     tx.execute("DELETE FROM run_stages WHERE run_id = ?1", params![run.run_id])?;
-    let mut insert =
-        tx.prepare("INSERT INTO run_stages (run_id, stage, started_at, seconds) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut insert = tx.prepare(
+        "INSERT INTO run_stages (run_id, stage, started_at, seconds, peak_memory) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
     for s in &run.stages {
-        insert.execute(params![run.run_id, s.stage, s.started_at, s.seconds])?;
+        insert.execute(params![run.run_id, s.stage, s.started_at, s.seconds, s.peak_memory.map(|b| b as i64)])?;
     }
     Ok(())
 }
@@ -194,10 +240,12 @@ impl GoldStore for SqliteStore {
     fn runs(&mut self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut statement = self
             .connection
-            .prepare("SELECT run_id, started_at, ended_at, status, error FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?1")
+            .prepare("SELECT run_id, started_at, ended_at, status, error, memory_budget, spill FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?1")
             .map_err(|e| self.fail(e))?;
         let runs: Vec<RunRow> = statement
-            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map(params![limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.fail(e))?;
         let mut tables = self
@@ -206,13 +254,13 @@ impl GoldStore for SqliteStore {
             .map_err(|e| self.fail(e))?;
         let mut stages = self
             .connection
-            .prepare("SELECT stage, started_at, seconds FROM run_stages WHERE run_id = ?1 ORDER BY started_at, CASE stage WHEN 'bronze' THEN 0 WHEN 'silver' THEN 1 ELSE 2 END")
+            .prepare("SELECT stage, started_at, seconds, peak_memory FROM run_stages WHERE run_id = ?1 ORDER BY started_at, CASE stage WHEN 'bronze' THEN 0 WHEN 'silver' THEN 1 ELSE 2 END")
             .map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
-        for (run_id, started_at, ended_at, status, error) in runs {
+        for (run_id, started_at, ended_at, status, error, memory_budget, spill) in runs {
             let times: Vec<serde_json::Value> = stages
                 .query_map(params![run_id], |r| {
-                    Ok(stage_json(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?))
+                    Ok(stage_json(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get(3)?))
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(|e| self.fail(e))?;
@@ -236,7 +284,9 @@ impl GoldStore for SqliteStore {
                 .map_err(|e| self.fail(e))?;
             out.push(serde_json::json!({
                 "run_id": run_id, "started_at": started_at, "ended_at": ended_at,
-                "status": status, "error": error, "tables": rows, "stages": times,
+                "status": status, "error": error, "memory_budget": memory_budget, "spill": spill,
+                "peak_memory": peak_memory(&times),
+                "tables": rows, "stages": times,
             }));
         }
         Ok(out)

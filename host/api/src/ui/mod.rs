@@ -187,6 +187,17 @@ fn run_links(snapshot: &Snapshot, page: &str, current: &str) -> String {
     out
 }
 
+/// A run's peak memory and budget, `-` where its log
+/// does not say.
+fn memory(run: &Json) -> String {
+    use medallion_common::memory::size_text;
+    match (run["peak_memory"].as_u64(), run["memory_budget"].as_u64()) {
+        (Some(peak), Some(budget)) => format!("{} ({})", size_text(peak), size_text(budget)),
+        (Some(peak), None) => size_text(peak),
+        _ => "-".to_owned(),
+    }
+}
+
 /// A run's one-line summary.
 fn run_line(run: &Json) -> String {
     let total: f64 = run["stages"].as_array().into_iter().flatten().filter_map(|s| s["seconds"].as_f64()).sum();
@@ -364,7 +375,7 @@ fn runs_page(snapshot: &Snapshot) -> String {
     body.push_str("</div>\n<h2>The runs</h2>\n");
     body.push_str(
         "<table><tr><th>run</th><th>status</th><th>started</th><th>bronze</th><th>silver</th><th>gold</th>\
-         <th>rows quarantined</th><th>error</th></tr>\n",
+         <th>peak memory (budget)</th><th>rows quarantined</th><th>error</th></tr>\n",
     );
     for run in &runs {
         let id = text(run, "run_id");
@@ -380,7 +391,7 @@ fn runs_page(snapshot: &Snapshot) -> String {
         let quarantined: u64 = tables(run).iter().filter_map(|t| t["quarantined"].as_u64()).sum();
         let _ = writeln!(
             body,
-            "<tr><td><a href=\"/ui?run={}\"><code>{}</code></a></td><td class=\"status-{}\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\"><a href=\"/ui/quarantine?run={}\">{}</a></td><td>{}</td></tr>",
+            "<tr><td><a href=\"/ui?run={}\"><code>{}</code></a></td><td class=\"status-{}\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\"><a href=\"/ui/quarantine?run={}\">{}</a></td><td>{}</td></tr>",
             url_value(id),
             E(id),
             E(text(run, "status")),
@@ -389,6 +400,7 @@ fn runs_page(snapshot: &Snapshot) -> String {
             stage_time("bronze"),
             stage_time("silver"),
             stage_time("gold"),
+            memory(run),
             url_value(id),
             number(quarantined),
             E(run["error"].as_str().and_then(|e| e.lines().next()).unwrap_or("")),

@@ -1,0 +1,35 @@
+//! How much memory this process has used: what a run records beside its
+//! budget.
+
+/// The most this process has had resident since it started (Linux's
+/// `VmHWM`, in bytes), or `None` where the system does not say.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|line| line.strip_prefix("VmHWM:"))?;
+    kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib << 10)
+}
+
+/// `bytes` for people: `1.4 GiB` from a GiB up, `512 MiB` below.
+pub fn size_text(bytes: u64) -> String {
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    if gib >= 1.0 { format!("{gib:.1} GiB") } else { format!("{} MiB", bytes >> 20) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_is_at_least_what_was_touched() {
+        let before = peak_resident_bytes().expect("Linux says VmHWM");
+        let touched = vec![1u8; 64 << 20];
+        let after = peak_resident_bytes().expect("Linux says VmHWM");
+        assert!(after >= before.max(64 << 20), "{after} after touching {} bytes", touched.len());
+    }
+
+    #[test]
+    fn sizes_read_in_mib_below_a_gib_and_in_gib_above() {
+        assert_eq!(size_text(512 << 20), "512 MiB");
+        assert_eq!(size_text(3 << 29), "1.5 GiB");
+    }
+}

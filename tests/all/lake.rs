@@ -54,6 +54,7 @@ fn options(run_id: &str) -> IngestOptions {
         run_id: run_id.to_owned(),
         ingested_at_micros: 1_764_000_000_000_000,
         rows_per_file: 1 << 20,
+        row_group_rows: 1 << 20,
         workers: 2,
     }
 }

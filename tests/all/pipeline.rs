@@ -545,3 +545,41 @@ fn an_ingest_date_that_is_not_a_real_day_is_refused() {
         fails_with(&output, 2, &format!("--ingest-date `{date}` is not a date"));
     }
 }
+
+/// `limits.memory`: a run whose budget is far below its data's size in
+/// memory (at scale 0.3, Bronze is 933 MiB as Arrow arrays, Silver 433 MiB)
+/// stays within the budget plus a fixed slack, and its run log says so. The
+/// slack is what does not follow the budget: the plugins' compiled code and
+/// instances and the pipeline's checks before the first stage (about
+/// 120 MiB: `host validate` alone), the CSV readers, Silver's keys, the
+/// allocator's arenas. The figures: `BENCHMARKS.md` (a release build peaks
+/// at 394 MiB here).
+#[test]
+fn a_run_stays_within_a_memory_budget_far_below_its_data() {
+    const BUDGET: u64 = 128 << 20;
+    const SLACK: u64 = 320 << 20;
+    let (sources, _lake, _plugins, env) = fresh_lake("0.3");
+    // The sources as text, a lower bound of their size as Arrow columns.
+    let text_bytes: u64 = std::fs::read_dir(sources.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|entry| entry.and_then(|e| e.metadata()).map_or(0, |m| m.len()))
+        .sum();
+    assert!(text_bytes > 2 * BUDGET, "the sources are {text_bytes} bytes: not far above the budget");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let budget = format!("limits.memory={}MiB", BUDGET >> 20);
+    let run = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24", "--set", &budget], &env);
+    assert!(run.status.success(), "{}", text(&run).1);
+    let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let run = &runs[0];
+    assert_eq!(run["memory_budget"], BUDGET, "{run}");
+    let peak = run["peak_memory"].as_u64().unwrap_or_else(|| panic!("no peak in {run}"));
+    assert!(
+        peak <= BUDGET + SLACK,
+        "peak {} MiB past the budget of {} MiB plus {} MiB; by stage: {}",
+        peak >> 20,
+        BUDGET >> 20,
+        SLACK >> 20,
+        run["stages"]
+    );
+}

@@ -1,5 +1,6 @@
 //! The run's memory budget, handed to what honours it. Silver holds keys,
-//! not rows, by construction; Gold's queries run on polars' streaming
+//! not rows, by construction, and its rows in flight are row groups whose
+//! size Bronze and Silver take from the budget; Gold's queries run on polars' streaming
 //! engine, whose group-bys and joins spill to the run's scratch folder once
 //! the process holds more than its share of the budget (polars counts every
 //! allocation: it is the host's allocator).
@@ -21,6 +22,20 @@ const POLARS_SHARE: f64 = 0.5;
 /// costs a few tens of MB.
 const HOT_GROUPS: usize = 1 << 18;
 
+/// Rows per Parquet row group written, for a budget of `memory` bytes.
+/// Silver cleans a table a row group at a time, up to five row groups in
+/// flight per table (two per cleaning instance and the one being written)
+/// and two tables at once; at about 100 bytes a row in memory, ten row
+/// groups of `memory / 2048` rows take half the budget. Between 64Ki rows
+/// (a plugin batch) and 1Mi rows (the most that pays: a budget from 2 GiB
+/// up), a power of two.
+pub fn row_group_rows(memory: u64) -> usize {
+    const FEWEST: u64 = 1 << 16;
+    const MOST: u64 = 1 << 20;
+    let fit = (memory / 2048).clamp(FEWEST, MOST);
+    1 << fit.ilog2()
+}
+
 /// Gives polars the budget (`memory` bytes) and its spill folder, under
 /// `scratch`. Call it once at the start of a run, before polars computes.
 pub fn apply(memory: u64, scratch: &Path) {
@@ -36,4 +51,19 @@ pub fn apply(memory: u64, scratch: &Path) {
         }
     }
     polars_config::config().reload_env_var("POLARS_OOC_MEMORY_BUDGET_MB");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_groups_shrink_with_the_budget_between_a_batch_and_a_million_rows() {
+        assert_eq!(row_group_rows(24 << 30), 1 << 20);
+        assert_eq!(row_group_rows(2 << 30), 1 << 20);
+        assert_eq!(row_group_rows(1 << 30), 1 << 19);
+        assert_eq!(row_group_rows(300 << 20), 1 << 17);
+        assert_eq!(row_group_rows(64 << 20), 1 << 16);
+        assert_eq!(row_group_rows(0), 1 << 16);
+    }
 }

@@ -145,6 +145,8 @@ pub fn compute(
         let started = Instant::now();
         let reads = spec.reads(table, silver.tables.keys());
         let (gold, plugin) = build_table(name, table, &sources, &reads, catalog, options)?;
+        // The query's and the plugin's memory is free: the next table starts from it.
+        medallion_common::memory::release_freed();
         let report = GoldTableReport {
             table: (*name).clone(),
             rows: gold.rows(),

@@ -381,7 +381,13 @@ fn stages_in_order(
         let started_micros = now_micros();
         let mut one_stage = || match stage {
             Stage::Bronze => {
-                let summary = land_bronze(run, &plan.sources, options.ingest_date.as_deref(), options.workers)?;
+                let summary = land_bronze(
+                    run,
+                    &plan.sources,
+                    options.ingest_date.as_deref(),
+                    options.workers,
+                    plan.memory.bytes,
+                )?;
                 bronze_partition = Some(summary.partition.clone());
                 Ok(summary)
             }
@@ -412,6 +418,7 @@ fn stages_in_order(
             }
         };
         log.add(&summary, started_micros);
+        medallion_common::memory::release_freed();
         on_stage(&summary);
         medallion_common::faults::pause_at(&format!("after-{}", stage.name()));
     }
@@ -458,12 +465,14 @@ pub fn land_bronze(
     sources: &[SourceSpec],
     ingest_date: Option<&str>,
     workers: usize,
+    memory: u64,
 ) -> Result<StageSummary, RunError> {
     let options = IngestOptions {
         ingest_date: resolve_ingest_date(ingest_date, run.started_micros)?,
         run_id: run.id.clone(),
         ingested_at_micros: run.started_micros,
         rows_per_file: BRONZE_ROWS_PER_FILE,
+        row_group_rows: crate::budget::row_group_rows(memory),
         workers,
     };
     let started = Instant::now();
@@ -531,6 +540,7 @@ fn build_silver(
         workers,
         batch_rows: BATCH_ROWS,
         limits: plan.limits,
+        row_group_rows: crate::budget::row_group_rows(plan.memory.bytes),
     };
     let report = silver::build(&run.lake, &plan.silver, catalog, &options)?;
     let run_tables = report

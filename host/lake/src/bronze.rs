@@ -87,6 +87,9 @@ pub struct IngestOptions {
     pub ingested_at_micros: i64,
     /// Rows per Parquet file before starting the next.
     pub rows_per_file: usize,
+    /// Rows per Parquet row group: what a writer holds before it flushes,
+    /// and the unit Silver reads and cleans at a time.
+    pub row_group_rows: usize,
     /// Tables landed at once.
     pub workers: usize,
 }
@@ -169,7 +172,8 @@ fn land(
     let lineage = Lineage::new(&source_name, &options.run_id, options.ingested_at_micros);
     let schema = lineage.extend(&source.schema());
     let folder = format!("bronze/{table}/{partition}/run={}", options.run_id);
-    let mut writer = PartWriter::new(lake, folder, schema, options.rows_per_file, bronze_properties());
+    let mut writer =
+        PartWriter::new(lake, folder, schema, options.rows_per_file, bronze_properties(options.row_group_rows));
     // Parsing and Parquet encoding run side by side: a reader thread hands
     // batches over a short queue (which bounds memory) to this thread.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
@@ -216,7 +220,8 @@ fn land(
     } else {
         let folder = format!("quarantine/bronze/{table}/{partition}/run={}", options.run_id);
         let batch = bad_records_batch(&bad, &lineage)?;
-        let mut writer = PartWriter::new(lake, folder, batch.schema(), usize::MAX, bronze_properties());
+        let mut writer =
+            PartWriter::new(lake, folder, batch.schema(), usize::MAX, bronze_properties(options.row_group_rows));
         writer.write(&batch)?;
         writer.finish()?.0
     };
@@ -304,10 +309,10 @@ fn bad_records_batch(bad: &[BadRecord], lineage: &Lineage) -> Result<RecordBatch
 /// building a dictionary for them costs a quarter of the ingest's CPU and is
 /// then thrown away. Dictionaries only for the constant lineage columns,
 /// where they are free.
-fn bronze_properties() -> WriterProperties {
+fn bronze_properties(row_group_rows: usize) -> WriterProperties {
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(1 << 20))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_dictionary_enabled(false);
     for field in Lineage::fields() {
         properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);

@@ -117,9 +117,13 @@ impl<'a> PartWriter<'a> {
     }
 }
 
-/// Typed tables (Silver, quarantine): snappy, dictionaries where they pay.
-pub fn table_properties() -> WriterProperties {
-    WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(1 << 20)).build()
+/// Typed tables (Silver, quarantine): snappy, dictionaries where they pay,
+/// row groups of at most `row_group_rows` rows.
+pub fn table_properties(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build()
 }
 
 /// One row group of one file: the unit a stage reads at a time.

@@ -168,6 +168,13 @@ pub struct MemoryBudget {
     pub set: bool,
 }
 
+impl Default for MemoryBudget {
+    /// Half the machine's memory (4 GiB when it cannot tell).
+    fn default() -> Self {
+        MemoryBudget { bytes: machine_memory().unwrap_or(8 << 30) / 2, set: false }
+    }
+}
+
 impl std::fmt::Display for MemoryBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&medallion_common::memory::size_text(self.bytes))?;
@@ -481,7 +488,7 @@ impl Spec {
             Some(text) => {
                 MemoryBudget { bytes: parse_size(text).map_err(|e| invalid(format!("limits.memory: {e}")))?, set: true }
             }
-            None => MemoryBudget { bytes: machine_memory().unwrap_or(8 << 30) / 2, set: false },
+            None => MemoryBudget::default(),
         };
         let spill = match (&self.limits.spill, lake.contains("://") && !lake.starts_with("file://")) {
             (Some(dir), _) => resolve(dir),

@@ -83,7 +83,8 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
     let sources = discover(&args.sources, on_bad_record)?;
     let run = Run::open(&args.lake)?;
     let _lock = run.lock()?;
-    let summary = engine::land_bronze(&run, &sources, args.ingest_date.as_deref(), args.workers)?;
+    let memory = medallion_pipeline::MemoryBudget::default().bytes;
+    let summary = engine::land_bronze(&run, &sources, args.ingest_date.as_deref(), args.workers, memory)?;
     super::print::print_stage(&summary);
     Ok(())
 }

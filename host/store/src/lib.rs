@@ -58,7 +58,7 @@ pub struct StageTime {
     /// Wall time, seconds (Gold's includes its publish).
     pub seconds: f64,
     /// The process's peak resident memory when the stage ended, bytes (the
-    /// run's peak is its last stage's).
+    /// run's peak is the highest of its stages').
     pub peak_memory: Option<u64>,
 }
 

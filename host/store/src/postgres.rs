@@ -110,7 +110,7 @@ impl PostgresStore {
         let store = PostgresStore { display, pool, runtime };
         store.runtime.block_on(async {
             let client = store.pool.get().await.map_err(|e| {
-                store.fail(format!(
+                store.fail_with(format!(
                     "cannot connect: {}\n  hint: is the server running, are the user and password right, and does its TLS certificate match the URL's sslmode?",
                     with_causes(&e)
                 ))
@@ -120,8 +120,14 @@ impl PostgresStore {
         Ok(store)
     }
 
-    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError { store: self.display.clone(), message: e.to_string() }
+    /// `e` with its causes: PostgreSQL's own message is the cause of a
+    /// `db error`.
+    fn fail(&self, e: impl std::error::Error) -> StoreError {
+        self.fail_with(with_causes(&e))
+    }
+
+    fn fail_with(&self, message: String) -> StoreError {
+        StoreError { store: self.display.clone(), message }
     }
 }
 
@@ -300,17 +306,18 @@ impl GoldStore for PostgresStore {
                     columns.join(", ")
                 ))
                 .await
-                .map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+                .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
                 let sink = tx
                     .copy_in::<_, Bytes>(&format!("COPY {staged} FROM STDIN (FORMAT binary)"))
                     .await
-                    .map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+                    .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
                 futures_util::pin_mut!(sink);
-                let copy_error = |e: tokio_postgres::Error| self.fail(format!("table `{}`: {e}", table.name));
+                let copy_error =
+                    |e: tokio_postgres::Error| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e)));
                 let mut encoder = Encoder::new();
                 const STEP: usize = 16 * 1024;
                 let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
-                let spill_error = |message: String| self.fail(format!("table `{}`: {message}", table.name));
+                let spill_error = |message: String| self.fail_with(format!("table `{}`: {message}", table.name));
                 for batch in table.batches().map_err(spill_error)? {
                     let batch = batch.map_err(spill_error)?;
                     for start in (0..batch.num_rows()).step_by(STEP) {
@@ -342,7 +349,9 @@ impl GoldStore for PostgresStore {
                         quote(&format!("{}_key", table.name))
                     ));
                 }
-                tx.batch_execute(&swap).await.map_err(|e| self.fail(format!("table `{}`: {e}", table.name)))?;
+                tx.batch_execute(&swap)
+                    .await
+                    .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
             }
             write_run(&tx, run).await.map_err(|e| self.fail(e))?;
             // Every table loaded, nothing visible yet.
@@ -471,7 +480,7 @@ impl GoldStore for PostgresStore {
                 read.push(
                     read_table(&tx, table, &into.join(i.to_string()))
                         .await
-                        .map_err(|e| self.fail(format!("table `{table}`: {e}")))?,
+                        .map_err(|e| self.fail_with(format!("table `{table}`: {e}")))?,
                 );
             }
             tx.commit().await.map_err(|e| self.fail(e))?;
@@ -492,7 +501,7 @@ const PUBLISHED_RUN: &str = "SELECT run_id FROM datamart.runs r WHERE status = '
 /// A Gold table whole, written to column files in `dir`, or `None` when
 /// the schema has no such table.
 async fn read_table(tx: &tokio_postgres::Transaction<'_>, table: &str, dir: &Path) -> Result<Option<Columns>, String> {
-    let text = |e: tokio_postgres::Error| e.to_string();
+    let text = |e: tokio_postgres::Error| with_causes(&e);
     let declared = tx
         .query(
             "SELECT column_name, data_type FROM information_schema.columns

@@ -195,7 +195,7 @@ impl<'a> Quarantine<'a> {
                     builder.folder("quarantine/silver"),
                     batch.schema(),
                     4 << 20,
-                    table_properties(),
+                    table_properties(builder.options.row_group_rows),
                 )
                 .with_prefix(self.prefix)
             });

@@ -87,6 +87,9 @@ pub struct SilverOptions {
     pub batch_rows: usize,
     /// Per-instance plugin limits.
     pub limits: Limits,
+    /// Rows per row group of the files written (see
+    /// [`crate::budget::row_group_rows`]).
+    pub row_group_rows: usize,
 }
 
 /// What building Silver did.
@@ -248,6 +251,7 @@ pub fn build(
                     indexes.extend(built.into_iter().map(|(key, index)| (key, Arc::new(index))));
                     // Keep an index only while a table still to build reads it.
                     indexes.retain(|(kept, _), _| left.iter().any(|name| spec.reads(name).contains(kept)));
+                    medallion_common::memory::release_freed();
                 }
                 Err(e) => {
                     // The first error is the one reported; the tables still

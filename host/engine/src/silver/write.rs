@@ -48,8 +48,8 @@ impl<'a> TableWriter<'a> {
                     .map_err(|e| SilverError::Config(format!("{}: {e}", wanted.asked_by)))
             })
             .collect::<Result<_, _>>()?;
-        let files =
-            PartWriter::new(builder.lake, builder.folder(ZONE), schema.clone(), ROWS_PER_FILE, table_properties());
+        let properties = table_properties(builder.options.row_group_rows);
+        let files = PartWriter::new(builder.lake, builder.folder(ZONE), schema.clone(), ROWS_PER_FILE, properties);
         Ok(TableWriter { builder, schema, files, indexes })
     }
 

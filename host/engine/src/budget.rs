@@ -1,9 +1,9 @@
 //! The run's memory budget, handed to what honours it. Silver holds keys,
 //! not rows, by construction, and its rows in flight are row groups whose
-//! size Bronze and Silver take from the budget; Gold's queries run on polars' streaming
-//! engine, whose group-bys and joins spill to the run's scratch folder once
-//! the process holds more than its share of the budget (polars counts every
-//! allocation: it is the host's allocator).
+//! size Bronze and Silver take from the budget; Gold's queries run on
+//! polars' streaming engine, whose group-bys and joins spill to the run's
+//! scratch folder once the process holds more than its share of the budget
+//! (polars counts every allocation: it is the host's allocator).
 //!
 //! Not for: plugin memory (each instance has its own cap, `plugins.limits`).
 

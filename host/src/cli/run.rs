@@ -263,8 +263,8 @@ pub(crate) fn runs(args: Runs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What a run's log says of its memory: its peak, its budget and its scratch folder; `None` for a run from before they were
-/// kept.
+/// What a run's log says of its memory: its peak, its budget and its
+/// scratch folder; `None` for a run from before they were kept.
 fn memory_line(run: &serde_json::Value) -> Option<String> {
     use medallion_common::memory::size_text;
     let budget = run["memory_budget"].as_u64()?;

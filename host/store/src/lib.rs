@@ -183,12 +183,12 @@ fn reasons_json(reasons: &BTreeMap<String, u64>) -> String {
     serde_json::to_string(reasons).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// A stage's time as the run log's JSON shows it.
 /// A run's peak memory: the highest its stages recorded.
 fn peak_memory(stages: &[serde_json::Value]) -> Option<u64> {
     stages.iter().filter_map(|s| s["peak_memory"].as_u64()).max()
 }
 
+/// A stage's time and peak memory as the run log's JSON shows them.
 fn stage_json(stage: String, started_at: String, seconds: f64, peak_memory: Option<i64>) -> serde_json::Value {
     serde_json::json!({ "stage": stage, "started_at": started_at, "seconds": seconds, "peak_memory": peak_memory })
 }

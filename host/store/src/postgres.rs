@@ -129,6 +129,11 @@ impl PostgresStore {
     fn fail_with(&self, message: String) -> StoreError {
         StoreError { store: self.display.clone(), message }
     }
+
+    /// [`Self::fail`] for what went wrong with one table.
+    fn fail_table(&self, table: &str, e: impl std::error::Error) -> StoreError {
+        self.fail_with(format!("table `{table}`: {}", with_causes(&e)))
+    }
 }
 
 /// An error and its causes, as one line (a TLS failure says why only in
@@ -306,14 +311,13 @@ impl GoldStore for PostgresStore {
                     columns.join(", ")
                 ))
                 .await
-                .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
+                .map_err(|e| self.fail_table(&table.name, e))?;
                 let sink = tx
                     .copy_in::<_, Bytes>(&format!("COPY {staged} FROM STDIN (FORMAT binary)"))
                     .await
-                    .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
+                    .map_err(|e| self.fail_table(&table.name, e))?;
                 futures_util::pin_mut!(sink);
-                let copy_error =
-                    |e: tokio_postgres::Error| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e)));
+                let copy_error = |e: tokio_postgres::Error| self.fail_table(&table.name, e);
                 let mut encoder = Encoder::new();
                 const STEP: usize = 16 * 1024;
                 let task = Task::open("gold", &format!("load {}", table.name), Some(table.rows()), Measure::Rows);
@@ -349,9 +353,7 @@ impl GoldStore for PostgresStore {
                         quote(&format!("{}_key", table.name))
                     ));
                 }
-                tx.batch_execute(&swap)
-                    .await
-                    .map_err(|e| self.fail_with(format!("table `{}`: {}", table.name, with_causes(&e))))?;
+                tx.batch_execute(&swap).await.map_err(|e| self.fail_table(&table.name, e))?;
             }
             write_run(&tx, run).await.map_err(|e| self.fail(e))?;
             // Every table loaded, nothing visible yet.

@@ -16,7 +16,7 @@ use crate::{
 };
 use medallion_common::progress::{Measure, Task};
 
-/// A `runs` row: id, start, end, status, error.
+/// A `runs` row: id, start, end, status, error, memory budget, scratch folder.
 type RunRow = (String, String, Option<String>, String, Option<String>, Option<i64>, Option<String>);
 
 /// A SQLite Gold store.

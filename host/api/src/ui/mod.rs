@@ -187,8 +187,7 @@ fn run_links(snapshot: &Snapshot, page: &str, current: &str) -> String {
     out
 }
 
-/// A run's peak memory and budget, `-` where its log
-/// does not say.
+/// A run's peak memory and budget, `-` where its log does not say.
 fn memory(run: &Json) -> String {
     use medallion_common::memory::size_text;
     match (run["peak_memory"].as_u64(), run["memory_budget"].as_u64()) {

@@ -8,19 +8,21 @@
 # Usage: bench/before_after.sh SOURCES RUNS HOST_A PLUGINS_A HOST_B PLUGINS_B
 #   e.g. bench/before_after.sh /tmp/scale-1/sources 3 /tmp/host-before /tmp/plugins-before \
 #          "$CARGO_TARGET_DIR/release/host" dist/plugins
+# PIPELINE_A / PIPELINE_B: each build's pipeline file, when the change
+# touches it too (default: this repository's pipeline.yaml for both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 6 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -eq 6 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 sources="$1" runs="$2"
 work="${BENCH_DIR:-/tmp/medallion-bench}/before-after"
 mkdir -p "$work"
 
-run() { # NAME HOST PLUGINS ROUND
+run() { # NAME HOST PLUGINS ROUND PIPELINE
     local out="$work/$1"
     rm -rf "$out" && mkdir -p "$out"
     MEDALLION_SOURCES="$sources" MEDALLION_PLUGINS="$3" MEDALLION_LAKE="$out/lake" \
         MEDALLION_GOLD="sqlite:$out/gold.db" /usr/bin/time -f "%e %U %S %M" -o "$out/time" \
-        "$2" run pipeline.yaml --ingest-date 2026-11-24 --report "$out/report.json" >"$out/log" 2>&1 \
+        "$2" run "$5" --ingest-date 2026-11-24 --report "$out/report.json" >"$out/log" 2>&1 \
         || { cat "$out/log" >&2; exit 1; }
     python3 - "$1" "$4" "$out" >>"$work/rounds" <<'PY'
 import json, sys
@@ -35,8 +37,8 @@ PY
 "$3" plugins list --dir "$4" >/dev/null && "$5" plugins list --dir "$6" >/dev/null   # compile into the cache first
 : >"$work/rounds"
 for round in $(seq 1 "$runs"); do
-    run a "$3" "$4" "$round"
-    run b "$5" "$6" "$round"
+    run a "$3" "$4" "$round" "${PIPELINE_A:-pipeline.yaml}"
+    run b "$5" "$6" "$round" "${PIPELINE_B:-pipeline.yaml}"
 done
 python3 - "$work/rounds" <<'PY'
 import json, statistics, sys

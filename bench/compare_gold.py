@@ -20,6 +20,8 @@ printed. Every label, rank, count and date must be identical.
 The first DB is the reference; a line is printed per table and check.
 """
 
+import contextlib
+import itertools
 import math
 import sqlite3
 import sys
@@ -50,46 +52,58 @@ def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
-def rows(path: str, table: str) -> tuple[list[str], list[tuple]]:
+def columns_of(path: str, table: str) -> list[str]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
-        everything = db.execute(f'SELECT * FROM "{table}"').fetchall()
-    # Sorted in Python (None first), so the stored order does not matter.
-    return columns, sorted(everything, key=lambda row: [(v is not None, v) for v in row])
+        return [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+
+
+def rows(path: str, table: str, columns: list[str]):
+    """The table's rows sorted by every column (SQLite sorts, nulls first,
+    on disk past its cache), so the stored order does not matter and a
+    scale-10 table is compared in bounded memory."""
+    order = ", ".join(f'"{c}"' for c in columns)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        yield from db.execute(f'SELECT * FROM "{table}" ORDER BY {order}')
 
 
 def pairs(named: list[list[str]]):
-    """Each table of the first DB beside the same table of each other DB."""
+    """Each table of the first DB beside the same table of each other DB:
+    their columns and their rows side by side (None past the shorter)."""
     (reference, first) = named[0]
     for table in TABLES:
-        columns, expected = rows(first, table)
+        columns = columns_of(first, table)
         for name, path in named[1:]:
-            theirs, got = rows(path, table)
-            yield table, f"{name} vs {reference}", columns, expected, theirs, got
+            theirs = columns_of(path, table)
+            both = itertools.zip_longest(rows(first, table, columns), rows(path, table, theirs))
+            yield table, f"{name} vs {reference}", columns, theirs, both
 
 
 def exact(named: list[list[str]]) -> int:
     ok = True
-    for table, who, columns, expected, theirs, got in pairs(named):
-        if theirs != columns:
-            verdict = f"columns {theirs} vs {columns}"
-        elif len(got) != len(expected):
-            verdict = f"{len(got)} rows vs {len(expected)}"
-        else:
-            differ = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
-            verdict = f"{len(differ)} rows differ, first {got[differ[0]]} vs {expected[differ[0]]}" if differ else ""
+    for table, who, columns, theirs, both in pairs(named):
+        count, differ, first = 0, 0, ""
+        for expected, got in both if theirs == columns else []:
+            count += 1
+            if expected != got:
+                differ += 1
+                first = first or f", first {got} vs {expected}"
+        verdict = f"columns {theirs} vs {columns}" if theirs != columns else f"{differ} rows differ{first}" if differ else ""
         ok &= not verdict
-        print(f"{table:28} {who}: {len(expected)} rows x {len(columns)} columns: {verdict or 'identical'}")
+        print(f"{table:28} {who}: {count} rows x {len(columns)} columns: {verdict or 'identical'}")
     return 0 if ok else 1
 
 
 def cells(named: list[list[str]]) -> int:
     ok = True
-    for table, who, columns, expected, theirs, got in pairs(named):
-        problems, floats, worst = [], 0, 0.0
-        if theirs != columns or len(got) != len(expected):
-            problems.append(f"columns {theirs} vs {columns}, {len(got)} rows vs {len(expected)}")
-        for a, b in zip(expected, got) if not problems else []:
+    for table, who, columns, theirs, both in pairs(named):
+        problems, floats, worst, count = [], 0, 0.0, 0
+        if theirs != columns:
+            problems.append(f"columns {theirs} vs {columns}")
+        for a, b in both if not problems else []:
+            count += 1
+            if a is None or b is None:
+                problems.append(f"a row in one only: {a or b}")
+                break
             for column, x, y in zip(columns, a, b):
                 if x == y:
                     continue
@@ -100,11 +114,11 @@ def cells(named: list[list[str]]) -> int:
                         problems.append(f"{column} {y!r} vs {x!r} in {a}")
                 else:
                     problems.append(f"{column} {y!r} vs {x!r} in {a}")
-                if len(problems) > 3:
-                    break
+            if len(problems) > 3:
+                break
         ok &= not problems
         verdict = "; ".join(problems[:3]) or f"identical but {floats} floats (at most {worst:.1e} relative)"
-        print(f"{table:28} {who}: {len(expected)} rows x {len(columns)} columns: {verdict}")
+        print(f"{table:28} {who}: {count} rows x {len(columns)} columns: {verdict}")
     return 0 if ok else 1
 
 

@@ -290,6 +290,20 @@ fn a_config_the_plugin_refuses_is_pointed_at() {
 }
 
 #[test]
+fn a_split_column_that_cannot_be_split_or_is_not_read_is_pointed_at() {
+    fails_with(
+        &validate_edited("split_by: customer_id", "split_by: country"),
+        2,
+        "gold.tables.dm_customer_metrics.split_by: `country` in Silver table `dim_customers` is str; only an integer or a date column can be split into ranges",
+    );
+    fails_with(
+        &validate_edited("split_by: customer_id", "split_by: customer"),
+        2,
+        "gold.tables.dm_customer_metrics.split_by: none of the Silver tables its query reads (dim_customers, fact_orders) has a column `customer`",
+    );
+}
+
+#[test]
 fn a_kpi_asking_for_a_column_the_sql_does_not_give_is_pointed_at() {
     // category-rank asks the host for a rank of its value_column (`needs`).
     fails_with(

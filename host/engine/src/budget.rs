@@ -22,6 +22,24 @@ const POLARS_SHARE: f64 = 0.5;
 /// costs a few tens of MB.
 const HOT_GROUPS: usize = 1 << 18;
 
+/// What a Gold query holds per row of its largest input, in bytes: the
+/// customer group-by over 60M orders peaked at 4.1 GiB (polars keeps each
+/// set-aside row's hash and key, and its evicted partial aggregates, in
+/// memory), and at 1.3 GiB over a quarter of them.
+const QUERY_BYTES_PER_ROW: u64 = 80;
+
+/// The most ranges a Gold query is split into: each one scans its inputs
+/// again.
+pub const MOST_PARTS: usize = 64;
+
+/// How many ranges of its `split_by` column a Gold query whose largest
+/// input has `rows` rows runs over, for a budget of `memory` bytes: enough
+/// for each range to hold at most polars' share of the budget.
+pub fn query_parts(rows: u64, memory: u64) -> usize {
+    let share = ((memory as f64 * POLARS_SHARE) as u64).max(1);
+    rows.saturating_mul(QUERY_BYTES_PER_ROW).div_ceil(share).clamp(1, MOST_PARTS as u64) as usize
+}
+
 /// Rows per Parquet row group written, for a budget of `memory` bytes.
 /// Silver cleans a table a row group at a time, up to five row groups in
 /// flight per table (two per cleaning instance and the one being written)
@@ -56,6 +74,16 @@ pub fn apply(memory: u64, scratch: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_is_split_only_when_its_input_outgrows_polars_share() {
+        // Scale 1's 6M orders in the default budget of a 24 GiB machine: whole.
+        assert_eq!(query_parts(6_000_000, 12 << 30), 1);
+        // Scale 10's 60M orders in 3 GiB: three ranges of 20M orders.
+        assert_eq!(query_parts(60_000_000, 3 << 30), 3);
+        assert_eq!(query_parts(0, 1 << 20), 1);
+        assert_eq!(query_parts(u64::MAX, 0), 64);
+    }
 
     #[test]
     fn row_groups_shrink_with_the_budget_between_a_batch_and_a_million_rows() {

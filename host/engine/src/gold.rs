@@ -20,15 +20,15 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use polars::prelude::{DataFrame, Engine, IntoLazy, LazyFrame, PlRefPath, ScanArgsParquet};
+use polars::prelude::{DataFrame, DataType, Engine, IntoLazy, LazyFrame, PlRefPath, ScanArgsParquet, col, lit};
 use polars_core::query_result::QueryResult;
 
 use crate::frame;
 use medallion_common::progress::{Measure, Task};
 use medallion_common::work;
 use medallion_lake::{Lake, LakeError, Manifest};
-use medallion_pipeline::{GoldSpec, GoldTableSpec, SilverSpec};
-use medallion_plugin::{Catalog, Limits, PluginError};
+use medallion_pipeline::{GoldSpec, GoldTableSpec, PluginStep, SilverSpec};
+use medallion_plugin::{Catalog, Instance, Limits, LoadedPlugin, PluginError};
 use medallion_store::PluginUsed;
 use medallion_store::{GoldTable, Spill};
 
@@ -41,6 +41,9 @@ pub struct GoldOptions {
     pub batch_rows: usize,
     /// Per-instance plugin limits.
     pub limits: Limits,
+    /// The run's memory budget, bytes: how many ranges a query with a
+    /// `split_by` column runs over.
+    pub memory: u64,
     /// A folder of the run's scratch space (see
     /// `medallion_common::scratch`): computed tables, and Silver copied from
     /// an HDFS lake.
@@ -126,9 +129,11 @@ pub fn compute(
         }
     }
     let started = Instant::now();
-    let mut sources: HashMap<String, LazyFrame> = HashMap::new();
+    let mut sources: HashMap<String, Source> = HashMap::new();
     for read in &needed {
-        sources.insert(read.clone(), scan(lake, read, &manifest.tables[read].files, &options.spill, options.workers)?);
+        let committed = &manifest.tables[read];
+        let frame = scan(lake, read, &committed.files, &options.spill, options.workers)?;
+        sources.insert(read.clone(), Source { frame, rows: committed.rows });
     }
     tracing::info!(
         tables = needed.len(),
@@ -159,6 +164,14 @@ pub fn compute(
     })?;
     medallion_common::cancel::check()?;
     Ok(computed.into_iter().unzip())
+}
+
+/// A Silver table a Gold query reads.
+struct Source {
+    /// Its committed files, scanned.
+    frame: LazyFrame,
+    /// Its rows.
+    rows: u64,
 }
 
 /// The Silver table `name` (its committed `files`) as a Parquet scan: the
@@ -200,79 +213,345 @@ fn scan(lake: &Lake, name: &str, files: &[String], spill: &Path, workers: usize)
 fn build_table(
     name: &str,
     table: &GoldTableSpec,
-    sources: &HashMap<String, LazyFrame>,
+    sources: &HashMap<String, Source>,
     reads: &[String],
     catalog: &Catalog,
     options: &GoldOptions,
 ) -> Result<(GoldTable, Option<PluginUsed>), GoldError> {
-    let engine = |e: &dyn std::fmt::Display| GoldError::Engine { table: name.to_owned(), message: e.to_string() };
+    let split = match &table.split_by {
+        None => None,
+        Some(column) => Split::planned(name, column, sources, reads, options.memory)?,
+    };
+    let ranges = split.as_ref().map_or(1, Split::ranges);
+    let mut out = Output::new(name, &table.key, &options.spill);
+    let mut kpi = table.kpi.as_ref().map(|step| Kpi::start(name, step, catalog, options.limits)).transpose()?;
+    // A plugin that asks for whole-input columns (ranks, totals) gets every
+    // range's rows at once; otherwise each range's rows go on as they come.
+    let whole = kpi.as_ref().and_then(|kpi| kpi.instance.needs("in").cloned());
+    let mut task = None;
+    let mut held = Vec::new();
+    let mut input_schema = None;
+    for range in 0..ranges {
+        medallion_common::cancel::check()?;
+        let over = split.as_ref().map(|split| split.describe(range));
+        if let Some(over) = &over {
+            tracing::info!(table = name, range = %over, part = range + 1, of = ranges, "gold query over a range");
+        }
+        let mut frame = query(name, &table.sql, sources, reads, split.as_ref().map(|s| (s, range)))?;
+        let engine = |e: &dyn std::fmt::Display| GoldError::Engine { table: name.to_owned(), message: e.to_string() };
+        if input_schema.is_none() {
+            let schema = frame::arrow_schema(&frame).map_err(|e| engine(&e))?;
+            if let (Some(needs), Some(kpi)) = (&whole, &kpi) {
+                // What the step's SQL does not give is the pipeline's to fix.
+                needs.check(&schema).map_err(|e| {
+                    GoldError::Config(format!("gold.tables.{name}.kpi: plugin `{}`: {e}", kpi.step.plugin))
+                })?;
+            }
+            input_schema = Some(schema);
+        }
+        let batches = frame::from_polars(&mut frame).map_err(|e| engine(&e))?;
+        drop(frame);
+        match &mut kpi {
+            Some(_) if whole.is_some() => held.extend(batches),
+            Some(kpi) => {
+                let task = task.get_or_insert_with(|| Task::open("gold", name, None, Measure::Rows));
+                kpi.push(batches, &mut out, task, options.batch_rows)?
+            }
+            None => batches.into_iter().try_for_each(|batch| out.write(batch))?,
+        }
+    }
+    let input_schema = input_schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+    let Some(mut kpi) = kpi else { return Ok((out.finish(input_schema)?, None)) };
+    if let Some(needs) = &whole {
+        // What fails on the data is the engine's.
+        let prepared = medallion_window::prepare(needs, held).map_err(|e| GoldError::Engine {
+            table: name.to_owned(),
+            message: format!("what plugin `{}` needs of its input: {e}", kpi.step.plugin),
+        })?;
+        let rows = prepared.iter().map(|b| b.num_rows() as u64).sum();
+        let task = task.insert(Task::open("gold", name, Some(rows), Measure::Rows));
+        kpi.push(prepared, &mut out, task, options.batch_rows)?;
+    }
+    let used = kpi.finish(&mut out)?;
+    if let Some(task) = task {
+        task.finish();
+    }
+    Ok((out.finish(input_schema)?, Some(used)))
+}
+
+/// Table `name`'s query over the Silver tables it `reads`, over one range
+/// of its split column when it has one.
+fn query(
+    name: &str,
+    sql: &str,
+    sources: &HashMap<String, Source>,
+    reads: &[String],
+    range: Option<(&Split, usize)>,
+) -> Result<DataFrame, GoldError> {
     let mut context = polars::sql::SQLContext::new();
     for read in reads {
-        context.register(read, sources[read].clone());
+        let frame = &sources[read].frame;
+        let frame = match range {
+            None => frame.clone(),
+            Some((split, i)) => split.filter(i, frame).map_err(|e| GoldError::Engine {
+                table: name.to_owned(),
+                message: format!("Silver table `{read}` over {}: {e}", split.describe(i)),
+            })?,
+        };
+        context.register(read, frame);
     }
-    let result = context.execute(&table.sql).and_then(|query| query.collect_with_engine(Engine::Streaming));
-    let mut input = match result {
-        Ok(QueryResult::Single(frame)) => frame,
-        Ok(QueryResult::Multiple(_)) => return Err(engine(&"the query gave several results")),
-        Err(e) => return Err(GoldError::Config(format!("gold.tables.{name}.sql: {e}"))),
-    };
-    let input_schema = frame::arrow_schema(&input).map_err(|e| engine(&e))?;
-    let batches = frame::from_polars(&mut input).map_err(|e| engine(&e))?;
-    drop(input);
-    let mut out = Output::new(name, &table.key, &options.spill);
-    let plugin = match &table.kpi {
-        None => {
-            for batch in batches {
-                out.write(batch)?;
+    let over = range.map(|(split, i)| format!(" (over {})", split.describe(i))).unwrap_or_default();
+    let result = context.execute(sql).and_then(|query| query.collect_with_engine(Engine::Streaming));
+    single(result).map_err(|e| GoldError::Config(format!("gold.tables.{name}.sql{over}: {e}")))
+}
+
+/// The one data frame a streaming collect gives.
+fn single(result: polars::prelude::PolarsResult<QueryResult>) -> Result<DataFrame, String> {
+    match result {
+        Ok(QueryResult::Single(frame)) => Ok(frame),
+        Ok(QueryResult::Multiple(_)) => Err("the query gave several results".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A table's KPI step: its plugin, resolved and instantiated.
+struct Kpi<'a> {
+    table: &'a str,
+    step: &'a PluginStep,
+    plugin: Arc<LoadedPlugin>,
+    instance: Instance,
+}
+
+impl<'a> Kpi<'a> {
+    fn start(table: &'a str, step: &'a PluginStep, catalog: &Catalog, limits: Limits) -> Result<Self, GoldError> {
+        let plugin = catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
+            GoldError::Config(format!(
+                "gold.tables.{table}.kpi: no plugin `{}`{} in the plugins folder\n  hint: `host plugins list` shows what is there",
+                step.plugin,
+                step.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default()
+            ))
+        })?;
+        let instance = plugin
+            .instantiate(&step.config.to_string(), limits)
+            .map_err(|source| GoldError::Plugin { table: table.to_owned(), source })?;
+        Ok(Kpi { table, step, plugin, instance })
+    }
+
+    fn failed(&self) -> impl Fn(PluginError) -> GoldError + '_ {
+        |source| GoldError::Plugin { table: self.table.to_owned(), source }
+    }
+
+    /// Pushes `batches` in slices of `batch_rows`, writing what the plugin
+    /// emits; each batch is let go once pushed.
+    fn push(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        out: &mut Output<'_>,
+        task: &Task,
+        batch_rows: usize,
+    ) -> Result<(), GoldError> {
+        for batch in batches {
+            for start in (0..batch.num_rows()).step_by(batch_rows.max(1)) {
+                let slice = batch.slice(start, batch_rows.min(batch.num_rows() - start));
+                let emitted = self.instance.push("in", &slice).map_err(self.failed())?;
+                out.emitted(emitted)?;
+                task.advance(slice.num_rows() as u64, None);
             }
-            None
         }
-        Some(step) => {
-            let plugin = catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
-                GoldError::Config(format!(
-                    "gold.tables.{name}.kpi: no plugin `{}`{} in the plugins folder\n  hint: `host plugins list` shows what is there",
-                    step.plugin,
-                    step.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default()
-                ))
+        Ok(())
+    }
+
+    /// Ends the step: what the plugin emits last, and what the run log keeps of it.
+    fn finish(mut self, out: &mut Output<'_>) -> Result<PluginUsed, GoldError> {
+        let emitted = self.instance.finish().map_err(self.failed())?;
+        out.emitted(emitted)?;
+        let info = self.plugin.info();
+        Ok(PluginUsed {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256: self.plugin.sha256().to_owned(),
+            config: self.step.config.clone(),
+        })
+    }
+}
+
+/// A query run over ranges of one column (its table's `split_by`), of
+/// about equal width between the lowest and the highest value its inputs
+/// hold: every Silver table it reads that has the column sees only its rows
+/// in the range (the nulls with the last range), the others whole.
+#[derive(Debug)]
+struct Split {
+    column: String,
+    /// Whether the column is a date (its days are compared).
+    date: bool,
+    /// Where each range after the first starts.
+    starts: Vec<i64>,
+}
+
+impl Split {
+    /// The split table `name`'s query needs to fit the run's budget
+    /// (`memory`), given its largest input; none when it fits whole.
+    fn planned(
+        name: &str,
+        column: &str,
+        sources: &HashMap<String, Source>,
+        reads: &[String],
+        memory: u64,
+    ) -> Result<Option<Split>, GoldError> {
+        let mut schemas = Vec::with_capacity(reads.len());
+        for read in reads {
+            let schema = sources[read].frame.clone().collect_schema().map_err(|e| GoldError::Engine {
+                table: name.to_owned(),
+                message: format!("Silver table `{read}`: {e}"),
             })?;
-            let plugin_error = |source: PluginError| GoldError::Plugin { table: name.to_owned(), source };
-            let mut instance = plugin.instantiate(&step.config.to_string(), options.limits).map_err(plugin_error)?;
-            let batches = match instance.needs("in") {
-                None => batches,
-                Some(needs) => {
-                    // What the step's SQL does not give is the pipeline's to
-                    // fix; what fails on the data is the engine's.
-                    needs.check(&input_schema).map_err(|e| {
-                        GoldError::Config(format!("gold.tables.{name}.kpi: plugin `{}`: {e}", step.plugin))
-                    })?;
-                    medallion_window::prepare(needs, batches).map_err(|e| GoldError::Engine {
-                        table: name.to_owned(),
-                        message: format!("what plugin `{}` needs of its input: {e}", step.plugin),
-                    })?
-                }
-            };
-            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-            let task = Task::open("gold", name, Some(rows), Measure::Rows);
-            // Each batch is let go once pushed.
-            for batch in batches {
-                for start in (0..batch.num_rows()).step_by(options.batch_rows.max(1)) {
-                    let slice = batch.slice(start, options.batch_rows.min(batch.num_rows() - start));
-                    out.emitted(instance.push("in", &slice).map_err(plugin_error)?)?;
-                    task.advance(slice.num_rows() as u64, None);
-                }
-            }
-            out.emitted(instance.finish().map_err(plugin_error)?)?;
-            task.finish();
-            let info = plugin.info();
-            Some(PluginUsed {
-                name: info.name.clone(),
-                version: info.version.clone(),
-                sha256: plugin.sha256().to_owned(),
-                config: step.config.clone(),
-            })
+            schemas.push((read.as_str(), schema));
         }
-    };
-    Ok((out.finish(input_schema)?, plugin))
+        let date = split_column(column, schemas.iter().map(|(read, schema)| (*read, schema.get(column))))
+            .map_err(|e| GoldError::Config(format!("gold.tables.{name}.split_by: {e}")))?;
+        let having: Vec<&str> =
+            schemas.iter().filter(|(_, schema)| schema.contains(column)).map(|(read, _)| *read).collect();
+        let rows = having.iter().map(|read| sources[*read].rows).max().unwrap_or(0);
+        let parts = crate::budget::query_parts(rows, memory);
+        if parts <= 1 {
+            return Ok(None);
+        }
+        let mut span: Option<(i64, i64)> = None;
+        for read in having {
+            let engine = |e: &dyn std::fmt::Display| GoldError::Engine {
+                table: name.to_owned(),
+                message: format!("the range of `{column}` in Silver table `{read}`: {e}"),
+            };
+            let value = value(column, date);
+            let result = sources[read]
+                .frame
+                .clone()
+                .select([value.clone().min().alias("lowest"), value.max().alias("highest")])
+                .collect_with_engine(Engine::Streaming);
+            let figures = single(result).map_err(|e| engine(&e))?;
+            let int = |name: &str| -> Result<Option<i64>, GoldError> {
+                let column = figures.column(name).and_then(|c| c.cast(&DataType::Int64)).map_err(|e| engine(&e))?;
+                Ok(column.i64().map_err(|e| engine(&e))?.get(0))
+            };
+            if let (Some(low), Some(high)) = (int("lowest")?, int("highest")?) {
+                span = Some(span.map_or((low, high), |(l, h)| (l.min(low), h.max(high))));
+            }
+        }
+        let Some((lowest, highest)) = span else { return Ok(None) };
+        let starts = range_starts(lowest, highest, parts);
+        if starts.is_empty() {
+            return Ok(None);
+        }
+        if parts == crate::budget::MOST_PARTS {
+            tracing::warn!(
+                table = name,
+                column,
+                rows,
+                "gold query split into the most ranges there can be; it may still pass the memory budget"
+            );
+        }
+        tracing::info!(
+            table = name,
+            column,
+            rows,
+            ranges = starts.len() + 1,
+            "gold query split to fit the memory budget"
+        );
+        Ok(Some(Split { column: column.to_owned(), date, starts }))
+    }
+
+    fn ranges(&self) -> usize {
+        self.starts.len() + 1
+    }
+
+    /// Range `i` of `source`: all of it when it has no such column.
+    fn filter(&self, i: usize, source: &LazyFrame) -> polars::prelude::PolarsResult<LazyFrame> {
+        if !source.clone().collect_schema()?.contains(&self.column) {
+            return Ok(source.clone());
+        }
+        let value = value(&self.column, self.date);
+        let from = i.checked_sub(1).map(|j| value.clone().gt_eq(lit(self.starts[j])));
+        let keep = match (from, self.starts.get(i)) {
+            (None, Some(to)) => value.lt(lit(*to)),
+            (Some(from), Some(to)) => from.and(value.lt(lit(*to))),
+            (Some(from), None) => from.or(col(self.column.as_str()).is_null()),
+            (None, None) => return Ok(source.clone()),
+        };
+        Ok(source.clone().filter(keep))
+    }
+
+    /// Range `i`, as a reader of the log would write it.
+    fn describe(&self, i: usize) -> String {
+        let show = |v: i64| match self.date {
+            true => i32::try_from(v).map_or_else(|_| v.to_string(), medallion_common::date::iso),
+            false => v.to_string(),
+        };
+        let column = &self.column;
+        match (i.checked_sub(1).map(|j| self.starts[j]), self.starts.get(i)) {
+            (None, Some(to)) => format!("{column} < {}", show(*to)),
+            (Some(from), Some(to)) => format!("{} <= {column} < {}", show(from), show(*to)),
+            (Some(from), None) => format!("{column} >= {} or null", show(from)),
+            (None, None) => "all rows".to_owned(),
+        }
+    }
+}
+
+/// A split column's values as the ranges compare them: 64-bit integers
+/// (a date's days).
+fn value(column: &str, date: bool) -> polars::prelude::Expr {
+    let value = col(column);
+    let value = if date { value.cast(DataType::Int32) } else { value };
+    value.cast(DataType::Int64)
+}
+
+/// Where each of `parts` ranges after the first starts, splitting
+/// `lowest..=highest` into ranges whose widths differ by one at most (fewer
+/// ranges when there are fewer values); empty for one range.
+fn range_starts(lowest: i64, highest: i64, parts: usize) -> Vec<i64> {
+    let span = i128::from(highest) - i128::from(lowest) + 1;
+    let parts = (parts as i128).min(span.max(1));
+    (1..parts).map(|i| (i128::from(lowest) + i * span / parts) as i64).collect()
+}
+
+/// Whether a split column is a date, from its type in each Silver table a
+/// query reads (`None`: the table has no such column); an error for a type
+/// that has no ranges, for types that differ, and when no table has it.
+fn split_column<'a>(
+    column: &str,
+    types: impl Iterator<Item = (&'a str, Option<&'a DataType>)>,
+) -> Result<bool, String> {
+    let mut found: Option<(&str, bool)> = None;
+    let mut tables = Vec::new();
+    for (table, data_type) in types {
+        tables.push(table);
+        let Some(data_type) = data_type else { continue };
+        let date = match data_type {
+            DataType::Date => true,
+            DataType::UInt64 => {
+                return Err(format!(
+                    "`{column}` in Silver table `{table}` is u64, whose values can pass the largest 64-bit integer; split by an i64 column"
+                ));
+            }
+            t if t.is_integer() => false,
+            t => {
+                return Err(format!(
+                    "`{column}` in Silver table `{table}` is {t}; only an integer or a date column can be split into ranges"
+                ));
+            }
+        };
+        match found {
+            Some((other, was)) if was != date => {
+                return Err(format!(
+                    "`{column}` is a date in Silver table `{}` and an integer in `{}`; give the tables one type",
+                    if date { table } else { other },
+                    if date { other } else { table }
+                ));
+            }
+            _ => found = Some((table, date)),
+        }
+    }
+    found.map(|(_, date)| date).ok_or_else(|| {
+        format!("none of the Silver tables its query reads ({}) has a column `{column}`", tables.join(", "))
+    })
 }
 
 /// A Gold table as it comes out of its step, spilled batch by batch without
@@ -384,6 +663,12 @@ pub fn check(
             columns = Some(frame.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>());
             input_schema = Some(frame::arrow_schema(&frame).map_err(|e| (at("sql"), e.to_string()))?);
         }
+        if let Some(column) = &table.split_by
+            && reads.iter().all(|r| silver.contains_key(r))
+        {
+            let types = reads.iter().map(|r| (r.as_str(), silver[r].schema().get(column)));
+            split_column(column, types).map_err(|e| (at("split_by"), e))?;
+        }
         if let Some(step) = &table.kpi {
             let plugin = catalog
                 .resolve(&step.plugin, step.version.as_deref())
@@ -407,4 +692,45 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_value_once_and_differ_in_width_by_one_at_most() {
+        for (lowest, highest, parts) in [(1, 20_000_000, 3), (0, 64, 64), (1, 65, 64), (-7, 7, 4), (5, 5, 8), (1, 3, 8)]
+        {
+            let starts = range_starts(lowest, highest, parts);
+            let span = (highest - lowest + 1) as usize;
+            assert_eq!(starts.len() + 1, parts.min(span), "{lowest}..={highest} in {parts}");
+            let edges: Vec<i64> = std::iter::once(lowest).chain(starts.iter().copied()).chain([highest + 1]).collect();
+            let widths: Vec<i64> = edges.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(widths.iter().all(|&w| w >= 1), "{widths:?}");
+            assert!(widths.iter().max().unwrap() - widths.iter().min().unwrap() <= 1, "{widths:?}");
+        }
+        assert_eq!(range_starts(1, 20_000_000, 3), [6_666_667, 13_333_334]);
+    }
+
+    #[test]
+    fn ranges_at_the_ends_of_the_integers_do_not_wrap() {
+        let starts = range_starts(i64::MAX - 4, i64::MAX, 4);
+        assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts[0] > i64::MAX - 4, "{starts:?}");
+        let starts = range_starts(i64::MIN, i64::MAX, 2);
+        assert_eq!(starts, [0]);
+    }
+
+    #[test]
+    fn a_split_column_must_be_an_integer_or_a_date_of_one_type_somewhere() {
+        let (int, date, text) = (DataType::Int64, DataType::Date, DataType::String);
+        assert_eq!(split_column("id", [("a", Some(&int)), ("b", None)].into_iter()), Ok(false));
+        assert_eq!(split_column("day", [("a", Some(&date))].into_iter()), Ok(true));
+        let mixed = split_column("day", [("a", Some(&date)), ("b", Some(&int))].into_iter()).unwrap_err();
+        assert_eq!(mixed, "`day` is a date in Silver table `a` and an integer in `b`; give the tables one type");
+        let words = split_column("name", [("a", Some(&text))].into_iter()).unwrap_err();
+        assert!(words.contains("`name` in Silver table `a` is str; only an integer or a date"), "{words}");
+        let missing = split_column("id", [("a", None), ("b", None)].into_iter()).unwrap_err();
+        assert_eq!(missing, "none of the Silver tables its query reads (a, b) has a column `id`");
+    }
 }

@@ -576,7 +576,8 @@ fn build_gold(
     started_micros: i64,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
-    let options = GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits, spill };
+    let options =
+        GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits, memory: plan.memory.bytes, spill };
     let (tables, reports) = gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?;
     let computed_seconds = started.elapsed().as_secs_f64();
     let run_tables: Vec<RunTable> = reports

@@ -174,6 +174,14 @@ pub struct GoldTableSpec {
     pub order_by: Option<String>,
     /// The reference API's route for this table (`/gold/sales/daily`).
     pub route: Option<String>,
+    /// An integer or date column the query may be run over one range of at
+    /// a time, when its input is too large for the run's memory budget:
+    /// each range sees only the rows, in every Silver table it reads that
+    /// has the column, whose value falls in it (null values in the last
+    /// range), and the results are concatenated in range order. Right when
+    /// every row the query gives depends only on input rows with its own
+    /// value of the column (a group-by on it, joins on it), not otherwise.
+    pub split_by: Option<String>,
 }
 
 impl GoldSpec {

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use polars::prelude::{DataFrame, DataType, Engine, IntoLazy, LazyFrame, PlRefPath, ScanArgsParquet, col, lit};
+use polars::prelude::{DataFrame, DataType, Engine, IntoLazy, LazyFrame, col, lit};
 use polars_core::query_result::QueryResult;
 
 use crate::frame;
@@ -132,7 +132,9 @@ pub fn compute(
     let mut sources: HashMap<String, Source> = HashMap::new();
     for read in &needed {
         let committed = &manifest.tables[read];
-        let frame = scan(lake, read, &committed.files, &options.spill, options.workers)?;
+        let copy_to = options.spill.join("silver").join(read);
+        let engine = |message| GoldError::Engine { table: read.clone(), message };
+        let frame = crate::read::scan(lake, read, &committed.files, &copy_to, options.workers, engine)?;
         sources.insert(read.clone(), Source { frame, rows: committed.rows });
     }
     tracing::info!(
@@ -172,42 +174,6 @@ struct Source {
     frame: LazyFrame,
     /// Its rows.
     rows: u64,
-}
-
-/// The Silver table `name` (its committed `files`) as a Parquet scan: the
-/// files in place on a local lake, copied to `spill` first from any other.
-fn scan(lake: &Lake, name: &str, files: &[String], spill: &Path, workers: usize) -> Result<LazyFrame, GoldError> {
-    let engine = |e: &dyn std::fmt::Display| GoldError::Engine { table: name.to_owned(), message: e.to_string() };
-    if files.is_empty() {
-        // No file to scan: the table's (empty) columns as the lake has them.
-        let (schema, batches) = crate::read::named_columns::<GoldError>(lake, files, 1, &[])?;
-        return Ok(frame::to_polars(&schema, &batches).map_err(|e| engine(&e))?.lazy());
-    }
-    let paths: Vec<PathBuf> = match lake.local_path("") {
-        Some(_) => files.iter().filter_map(|f| lake.local_path(f)).collect(),
-        None => {
-            let dir = spill.join("silver").join(name);
-            std::fs::create_dir_all(&dir).map_err(|e| engine(&format!("scratch folder {}: {e}", dir.display())))?;
-            let started = Instant::now();
-            let copied = work::map(files, workers, |i, file| {
-                let to = dir.join(format!("part-{i:05}.parquet"));
-                lake.copy_to_local(file, &to)?;
-                Ok::<_, GoldError>(to)
-            })?;
-            tracing::info!(
-                table = name,
-                files = files.len(),
-                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                "silver copied to the scratch folder"
-            );
-            copied
-        }
-    };
-    let paths: Vec<PlRefPath> = paths.iter().map(|p| PlRefPath::from(p.to_string_lossy().as_ref())).collect();
-    // The files are named, not globbed; `run=...` in their path is not a column.
-    let mut args = ScanArgsParquet { glob: false, ..Default::default() };
-    args.hive_options.enabled = Some(false);
-    LazyFrame::scan_parquet_files(paths.into(), args).map_err(|e| engine(&e))
 }
 
 fn build_table(

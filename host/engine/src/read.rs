@@ -1,13 +1,62 @@
-//! Committed tables read back from the lake for a SQL step: only the
-//! columns its queries name, row group by row group on several threads, in
-//! table order.
+//! Committed tables read back from the lake for a SQL step: as a Parquet
+//! scan for polars' streaming engine, or only the columns its queries name,
+//! row group by row group on several threads, in table order.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use medallion_common::work;
 use medallion_lake::{Lake, LakeError, ParquetTable};
+use polars::prelude::{IntoLazy, LazyFrame, PlRefPath, ScanArgsParquet};
+
+/// Table `name`'s `files` as a Parquet scan: in place on a local lake,
+/// copied by `workers` threads into the folder `copy_to` first from any
+/// other. `engine` makes an error of what polars or the file system says.
+pub(crate) fn scan<E>(
+    lake: &Lake,
+    name: &str,
+    files: &[String],
+    copy_to: &Path,
+    workers: usize,
+    engine: impl Fn(String) -> E,
+) -> Result<LazyFrame, E>
+where
+    E: From<LakeError> + From<work::Panicked> + Send,
+{
+    if files.is_empty() {
+        // No file to scan: the table's (empty) columns as the lake has them.
+        let (schema, batches) = named_columns::<E>(lake, files, 1, &[])?;
+        return Ok(crate::frame::to_polars(&schema, &batches).map_err(|e| engine(e.to_string()))?.lazy());
+    }
+    let paths: Vec<PathBuf> = match lake.local_path("") {
+        Some(_) => files.iter().filter_map(|f| lake.local_path(f)).collect(),
+        None => {
+            std::fs::create_dir_all(copy_to)
+                .map_err(|e| engine(format!("scratch folder {}: {e}", copy_to.display())))?;
+            let started = Instant::now();
+            let copied = work::map(files, workers, |i, file| {
+                let to = copy_to.join(format!("part-{i:05}.parquet"));
+                lake.copy_to_local(file, &to)?;
+                Ok::<_, E>(to)
+            })?;
+            tracing::info!(
+                table = name,
+                files = files.len(),
+                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "silver copied to the scratch folder"
+            );
+            copied
+        }
+    };
+    let paths: Vec<PlRefPath> = paths.iter().map(|p| PlRefPath::from(p.to_string_lossy().as_ref())).collect();
+    // The files are named, not globbed; `run=...` in their path is not a column.
+    let mut args = ScanArgsParquet { glob: false, ..Default::default() };
+    args.hive_options.enabled = Some(false);
+    LazyFrame::scan_parquet_files(paths.into(), args).map_err(|e| engine(e.to_string()))
+}
 
 /// The columns of `files` that some of `queries` name (all of them when a
 /// query selects `*` or names none), read by `workers` threads.

@@ -398,7 +398,10 @@ fn stages_in_order(
                     None => latest_bronze(run, options.ingest_date.as_deref())?,
                 };
                 let catalog = load_catalog(catalog, &plan.plugins_dir)?;
-                build_silver(run, plan, catalog, partition, options.workers)
+                let scratch = scratch.folder("silver").map_err(|e| {
+                    RunError::new(FailureKind::Store, format!("scratch folder {}: {e}", scratch.path().display()))
+                })?;
+                build_silver(run, plan, catalog, partition, options.workers, scratch)
             }
             Stage::Gold if plan.gold.tables.is_empty() => Ok(nothing(run, Stage::Gold)),
             Stage::Gold => {
@@ -532,6 +535,7 @@ fn build_silver(
     catalog: &Catalog,
     partition: String,
     workers: usize,
+    scratch: std::path::PathBuf,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
     let options = SilverOptions {
@@ -541,6 +545,7 @@ fn build_silver(
         batch_rows: BATCH_ROWS,
         limits: plan.limits,
         row_group_rows: crate::budget::row_group_rows(plan.memory.bytes),
+        scratch,
     };
     let report = silver::build(&run.lake, &plan.silver, catalog, &options)?;
     let run_tables = report

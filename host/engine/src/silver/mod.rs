@@ -90,6 +90,10 @@ pub struct SilverOptions {
     /// Rows per row group of the files written (see
     /// [`crate::budget::row_group_rows`]).
     pub row_group_rows: usize,
+    /// A folder of the run's scratch space (see
+    /// `medallion_common::scratch`): the tables a SQL table reads, copied
+    /// from an HDFS lake.
+    pub scratch: std::path::PathBuf,
 }
 
 /// What building Silver did.
@@ -315,7 +319,11 @@ pub fn check(
             // A table over one that could not be checked cannot be either.
             (None, Some(_)) if spec.reads(name).iter().any(|read| !frames.contains_key(read)) => continue,
             (None, Some(sql)) => {
-                let frame = rules::run_sql(name, sql, &frames).map_err(|e| (at("sql"), e.to_string()))?;
+                let lazy = frames
+                    .iter()
+                    .map(|(read, frame)| (read.clone(), polars::prelude::IntoLazy::lazy(frame.clone())))
+                    .collect();
+                let frame = rules::run_sql(name, sql, &lazy).map_err(|e| (at("sql"), e.to_string()))?;
                 frame::arrow_schema(&frame).map_err(|e| (at("sql"), e.to_string()))?
             }
             (None, None) => continue,
@@ -545,12 +553,14 @@ impl TableBuilder<'_> {
         context: &Context<'_>,
     ) -> Result<BuiltTable, SilverError> {
         let sql = table.sql.as_deref().unwrap_or_default();
+        // The tables it reads as Parquet scans, for polars' streaming
+        // engine: a query over a fact table holds its result, not the table.
         let mut frames = HashMap::new();
         for read in spec.reads(self.name) {
             let files = context.built.tables.get(&read).map(|t| t.files.as_slice()).unwrap_or_default();
-            let (schema, batches) =
-                crate::read::named_columns::<SilverError>(self.lake, files, self.options.workers, &[sql])?;
-            let frame = frame::to_polars(&schema, &batches).map_err(|e| self.engine_error(e))?;
+            let copy_to = self.options.scratch.join(self.name).join(&read);
+            let engine = |message| engine_error(self.name, message);
+            let frame = crate::read::scan(self.lake, &read, files, &copy_to, self.options.workers, engine)?;
             frames.insert(read, frame);
         }
         let mut frame = rules::run_sql(self.name, sql, &frames)?;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use medallion_pipeline::{SilverSpec, SilverTableSpec};
-use polars::prelude::{DataFrame, Expr, IntoLazy, LazyFrame, col};
+use polars::prelude::{DataFrame, Engine, Expr, IntoLazy, LazyFrame, col};
+use polars_core::query_result::QueryResult;
 
 use super::keys::{Key, KeyColumn, KeyKind, KeyMap, KeySet};
 use super::{REASON, SilverError};
@@ -535,16 +536,19 @@ pub(super) fn wanted_indexes(spec: &SilverSpec) -> BTreeMap<(String, String), Wa
     wanted
 }
 
-/// Runs a `sql` table's query over the tables built before it.
-pub(super) fn run_sql(table: &str, sql: &str, frames: &HashMap<String, DataFrame>) -> Result<DataFrame, SilverError> {
+/// Runs a `sql` table's query over the tables built before it, on polars'
+/// streaming engine.
+pub(super) fn run_sql(table: &str, sql: &str, frames: &HashMap<String, LazyFrame>) -> Result<DataFrame, SilverError> {
     let mut context = polars::sql::SQLContext::new();
     for (name, frame) in frames {
-        context.register(name, frame.clone().lazy());
+        context.register(name, frame.clone());
     }
-    context
-        .execute(sql)
-        .and_then(LazyFrame::collect)
-        .map_err(|e| SilverError::Config(format!("silver.tables.{table}.sql: {e}")))
+    let failed = |e: String| SilverError::Config(format!("silver.tables.{table}.sql: {e}"));
+    match context.execute(sql).and_then(|query| query.collect_with_engine(Engine::Streaming)) {
+        Ok(QueryResult::Single(frame)) => Ok(frame),
+        Ok(QueryResult::Multiple(_)) => Err(failed("the query gave several results".to_owned())),
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -323,14 +323,8 @@ impl<'a> Rules<'a> {
         if self.kept_schema.fields().len() > batch.num_columns() {
             let mut columns = kept.columns().to_vec();
             for (parent, positions) in self.parents.iter().zip(positions) {
-                if !parent.take.is_empty() {
-                    let positions = UInt32Array::from(positions);
-                    for taken in parent.take.iter().map(|i| &parent.index.taken()[*i]) {
-                        columns.push(
-                            arrow_select::take::take(taken.as_ref(), &positions, None)
-                                .map_err(|e| self.engine_error(e))?,
-                        );
-                    }
+                for &column in &parent.take {
+                    columns.push(parent.index.gather(column, &positions).map_err(|e| self.engine_error(e))?);
                 }
             }
             kept = RecordBatch::try_new(self.kept_schema.clone(), columns).map_err(|e| self.engine_error(e))?;
@@ -392,8 +386,11 @@ pub(super) struct ParentIndex {
 enum Lookup {
     /// Only membership: a bitmap for dense integer keys.
     Set(KeySet),
-    /// Positions, and the taken columns (by position in the parent).
-    Map { keys: KeyMap, take: Vec<usize>, chunks: Vec<Vec<ArrayRef>>, taken: Vec<ArrayRef>, rows: u64 },
+    /// Positions, and the taken columns (by position in the parent) as
+    /// the parent's batches gave them: `chunks[c][b]` is taken column `c`
+    /// of batch `b`, whose first row is at position `starts[b]`. Never
+    /// joined into one array, which would hold them twice for a moment.
+    Map { keys: KeyMap, take: Vec<usize>, chunks: Vec<Vec<ArrayRef>>, starts: Vec<u32>, rows: u64 },
 }
 
 impl ParentIndex {
@@ -420,7 +417,7 @@ impl ParentIndex {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let chunks = take.iter().map(|_| Vec::new()).collect();
-            Lookup::Map { keys: KeyMap::default(), take, chunks, taken: Vec::new(), rows: 0 }
+            Lookup::Map { keys: KeyMap::default(), take, chunks, starts: Vec::new(), rows: 0 }
         };
         Ok(ParentIndex { table: table.to_owned(), key: at, kind, schema, lookup })
     }
@@ -436,7 +433,10 @@ impl ParentIndex {
                     set.insert(keys.get(row));
                 }
             }
-            Lookup::Map { keys: map, take, chunks, rows, .. } => {
+            Lookup::Map { keys: map, take, chunks, starts, rows } => {
+                if batch.num_rows() == 0 {
+                    return Ok(());
+                }
                 for row in 0..batch.num_rows() {
                     let position =
                         u32::try_from(*rows + row as u64).ok().filter(|p| *p != u32::MAX).ok_or_else(|| {
@@ -454,32 +454,12 @@ impl ParentIndex {
                         ));
                     }
                 }
+                starts.push(*rows as u32);
                 *rows += batch.num_rows() as u64;
                 for (chunk, at) in chunks.iter_mut().zip(take.iter()) {
                     chunk.push(batch.column(*at).clone());
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Ends the index: the taken columns become one array each.
-    pub(super) fn finish(&mut self) -> Result<(), String> {
-        if let Lookup::Map { chunks, taken, take, .. } = &mut self.lookup {
-            *taken = chunks
-                .iter_mut()
-                .zip(take.iter())
-                .map(|(chunk, at)| {
-                    let arrays: Vec<&dyn Array> = chunk.iter().map(|a| a.as_ref()).collect();
-                    let whole = if arrays.is_empty() {
-                        Ok(arrow_array::new_empty_array(self.schema.field(*at).data_type()))
-                    } else {
-                        arrow_select::concat::concat(&arrays)
-                    };
-                    chunk.clear();
-                    whole.map_err(|e| e.to_string())
-                })
-                .collect::<Result<_, _>>()?;
         }
         Ok(())
     }
@@ -501,11 +481,25 @@ impl ParentIndex {
         }
     }
 
-    /// The taken columns, whole, in the order of `take`.
-    fn taken(&self) -> &[ArrayRef] {
-        match &self.lookup {
-            Lookup::Map { taken, .. } => taken,
-            Lookup::Set(_) => &[],
+    /// Taken column `column` (an index into `take`) at `positions`.
+    fn gather(&self, column: usize, positions: &[u32]) -> Result<ArrayRef, arrow_schema::ArrowError> {
+        let Lookup::Map { take, chunks, starts, .. } = &self.lookup else {
+            return Err(arrow_schema::ArrowError::InvalidArgumentError("the index keeps no column".to_owned()));
+        };
+        let arrays: Vec<&dyn Array> = chunks[column].iter().map(|a| a.as_ref()).collect();
+        match arrays.as_slice() {
+            [] => Ok(arrow_array::new_empty_array(self.schema.field(take[column]).data_type())),
+            [one] => arrow_select::take::take(*one, &UInt32Array::from(positions.to_vec()), None),
+            _ => {
+                let at: Vec<(usize, usize)> = positions
+                    .iter()
+                    .map(|&p| {
+                        let batch = starts.partition_point(|&start| start <= p) - 1;
+                        (batch, (p - starts[batch]) as usize)
+                    })
+                    .collect();
+                arrow_select::interleave::interleave(&arrays, &at)
+            }
         }
     }
 }
@@ -661,7 +655,6 @@ mod tests {
                 for start in (0..batch.num_rows()).step_by(64) {
                     index.add(&batch.slice(start, 64.min(batch.num_rows() - start))).unwrap();
                 }
-                index.finish().unwrap();
                 indexes.insert((name.to_owned(), key.to_owned()), Arc::new(index));
             }
             let input = cleaned(rows, seed);

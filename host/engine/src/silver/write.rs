@@ -67,13 +67,10 @@ impl<'a> TableWriter<'a> {
     }
 
     /// Closes the last file (an empty table is one file with its schema)
-    /// and the indexes.
+    /// and hands on the indexes.
     pub(super) fn finish(mut self) -> Result<Written, SilverError> {
         if self.files.rows() == 0 {
             self.files.write(&RecordBatch::new_empty(self.schema.clone()))?;
-        }
-        for (_, index) in &mut self.indexes {
-            index.finish().map_err(|e| self.builder.engine_error(e))?;
         }
         let (files, rows) = self.files.finish()?;
         Ok(Written { files, rows, indexes: self.indexes })

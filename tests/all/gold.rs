@@ -458,6 +458,19 @@ fn a_postgresql_reader_never_sees_two_runs_mixed() {
     a_reader_never_sees_two_runs_mixed(&server.url);
 }
 
+#[test]
+fn processes_opening_a_new_postgresql_store_at_once_all_succeed() {
+    let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    psql(&server, "CREATE DATABASE fresh");
+    let url = format!("{}/fresh", server.url.strip_suffix("/postgres").unwrap_or_else(|| panic!("{}", server.url)));
+    std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..8).map(|_| scope.spawn(|| medallion_store::open(&url).map(|_| ()))).collect();
+        for open in opens {
+            open.join().unwrap_or_else(|_| panic!("an open panicked")).unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+}
+
 /// The sum of a numeric column of a committed Silver table, and its rows.
 fn silver_sum(lake: &medallion_lake::Lake, table: &str, column: &str) -> (f64, u64) {
     use arrow_array::Array;

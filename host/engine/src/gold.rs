@@ -412,7 +412,7 @@ impl Split {
                 table = name,
                 column,
                 rows,
-                "gold query split into the most ranges there can be; it may still pass the memory budget"
+                "gold query split into the most ranges there can be; it may still exceed the memory budget"
             );
         }
         tracing::info!(

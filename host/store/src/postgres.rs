@@ -37,6 +37,11 @@ pub(super) struct PostgresStore {
 }
 
 const RUN_LOG: &str = "
+-- One process at a time (the statements run as one transaction, which
+-- holds the lock): `IF NOT EXISTS` does not keep two processes creating
+-- the schema at once from failing on PostgreSQL's catalog.
+SELECT pg_advisory_xact_lock(hashtext('medallion run log'));
+SET LOCAL client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS datamart;
 CREATE TABLE IF NOT EXISTS datamart.runs (
     run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT,

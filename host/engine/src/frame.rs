@@ -14,8 +14,9 @@ use std::sync::Arc;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, make_array};
 use arrow_schema::{Field, Schema};
-use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, PolarsError, Series};
+use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, PolarsError, PolarsResult, Series};
 use polars_arrow::ffi as pffi;
+use polars_core::query_result::QueryResult;
 
 /// A batch conversion that failed (a type one side does not know).
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,15 @@ pub fn from_polars(frame: &mut DataFrame) -> Result<Vec<RecordBatch>, FrameError
         batches.push(RecordBatch::try_new(schema, columns)?);
     }
     Ok(batches)
+}
+
+/// The one data frame a query's collect gives, or what went wrong.
+pub fn single(result: PolarsResult<QueryResult>) -> Result<DataFrame, String> {
+    match result {
+        Ok(QueryResult::Single(frame)) => Ok(frame),
+        Ok(QueryResult::Multiple(_)) => Err("the query gave several results".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The Arrow schema polars gives a frame's columns.

@@ -21,7 +21,6 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use polars::prelude::{DataFrame, DataType, Engine, IntoLazy, LazyFrame, col, lit};
-use polars_core::query_result::QueryResult;
 
 use crate::frame;
 use medallion_common::progress::{Measure, Task};
@@ -199,8 +198,8 @@ fn build_table(
     let mut input_schema = None;
     for range in 0..ranges {
         medallion_common::cancel::check()?;
-        let over = split.as_ref().map(|split| split.describe(range));
-        if let Some(over) = &over {
+        if let Some(split) = &split {
+            let over = split.describe(range);
             tracing::info!(table = name, range = %over, part = range + 1, of = ranges, "gold query over a range");
         }
         let mut frame = query(name, &table.sql, sources, reads, split.as_ref().map(|s| (s, range)))?;
@@ -259,25 +258,13 @@ fn query(
         let frame = &sources[read].frame;
         let frame = match range {
             None => frame.clone(),
-            Some((split, i)) => split.filter(i, frame).map_err(|e| GoldError::Engine {
-                table: name.to_owned(),
-                message: format!("Silver table `{read}` over {}: {e}", split.describe(i)),
-            })?,
+            Some((split, i)) => split.filter(i, read, frame),
         };
         context.register(read, frame);
     }
     let over = range.map(|(split, i)| format!(" (over {})", split.describe(i))).unwrap_or_default();
     let result = context.execute(sql).and_then(|query| query.collect_with_engine(Engine::Streaming));
-    single(result).map_err(|e| GoldError::Config(format!("gold.tables.{name}.sql{over}: {e}")))
-}
-
-/// The one data frame a streaming collect gives.
-fn single(result: polars::prelude::PolarsResult<QueryResult>) -> Result<DataFrame, String> {
-    match result {
-        Ok(QueryResult::Single(frame)) => Ok(frame),
-        Ok(QueryResult::Multiple(_)) => Err("the query gave several results".to_owned()),
-        Err(e) => Err(e.to_string()),
-    }
+    frame::single(result).map_err(|e| GoldError::Config(format!("gold.tables.{name}.sql{over}: {e}")))
 }
 
 /// A table's KPI step: its plugin, resolved and instantiated.
@@ -350,6 +337,8 @@ struct Split {
     column: String,
     /// Whether the column is a date (its days are compared).
     date: bool,
+    /// The Silver tables read that have the column (the others are read whole).
+    having: Vec<String>,
     /// Where each range after the first starts.
     starts: Vec<i64>,
 }
@@ -374,15 +363,15 @@ impl Split {
         }
         let date = split_column(column, schemas.iter().map(|(read, schema)| (*read, schema.get(column))))
             .map_err(|e| GoldError::Config(format!("gold.tables.{name}.split_by: {e}")))?;
-        let having: Vec<&str> =
-            schemas.iter().filter(|(_, schema)| schema.contains(column)).map(|(read, _)| *read).collect();
-        let rows = having.iter().map(|read| sources[*read].rows).max().unwrap_or(0);
+        let having: Vec<String> =
+            schemas.iter().filter(|(_, schema)| schema.contains(column)).map(|(read, _)| (*read).to_owned()).collect();
+        let rows = having.iter().map(|read| sources[read].rows).max().unwrap_or(0);
         let parts = crate::budget::query_parts(rows, memory);
         if parts <= 1 {
             return Ok(None);
         }
         let mut span: Option<(i64, i64)> = None;
-        for read in having {
+        for read in &having {
             let engine = |e: &dyn std::fmt::Display| GoldError::Engine {
                 table: name.to_owned(),
                 message: format!("the range of `{column}` in Silver table `{read}`: {e}"),
@@ -393,7 +382,7 @@ impl Split {
                 .clone()
                 .select([value.clone().min().alias("lowest"), value.max().alias("highest")])
                 .collect_with_engine(Engine::Streaming);
-            let figures = single(result).map_err(|e| engine(&e))?;
+            let figures = frame::single(result).map_err(|e| engine(&e))?;
             let int = |name: &str| -> Result<Option<i64>, GoldError> {
                 let column = figures.column(name).and_then(|c| c.cast(&DataType::Int64)).map_err(|e| engine(&e))?;
                 Ok(column.i64().map_err(|e| engine(&e))?.get(0))
@@ -422,27 +411,33 @@ impl Split {
             ranges = starts.len() + 1,
             "gold query split to fit the memory budget"
         );
-        Ok(Some(Split { column: column.to_owned(), date, starts }))
+        Ok(Some(Split { column: column.to_owned(), date, having, starts }))
     }
 
     fn ranges(&self) -> usize {
         self.starts.len() + 1
     }
 
-    /// Range `i` of `source`: all of it when it has no such column.
-    fn filter(&self, i: usize, source: &LazyFrame) -> polars::prelude::PolarsResult<LazyFrame> {
-        if !source.clone().collect_schema()?.contains(&self.column) {
-            return Ok(source.clone());
+    /// Where range `i` starts (none: from the lowest value) and where the
+    /// next one starts (none: to the highest, and the nulls).
+    fn bounds(&self, i: usize) -> (Option<i64>, Option<i64>) {
+        (i.checked_sub(1).map(|j| self.starts[j]), self.starts.get(i).copied())
+    }
+
+    /// Range `i` of Silver table `read` (`source`): all of it when the
+    /// table has no such column.
+    fn filter(&self, i: usize, read: &str, source: &LazyFrame) -> LazyFrame {
+        if !self.having.iter().any(|having| having == read) {
+            return source.clone();
         }
         let value = value(&self.column, self.date);
-        let from = i.checked_sub(1).map(|j| value.clone().gt_eq(lit(self.starts[j])));
-        let keep = match (from, self.starts.get(i)) {
-            (None, Some(to)) => value.lt(lit(*to)),
-            (Some(from), Some(to)) => from.and(value.lt(lit(*to))),
-            (Some(from), None) => from.or(col(self.column.as_str()).is_null()),
-            (None, None) => return Ok(source.clone()),
+        let keep = match self.bounds(i) {
+            (None, Some(to)) => value.lt(lit(to)),
+            (Some(from), Some(to)) => value.clone().gt_eq(lit(from)).and(value.lt(lit(to))),
+            (Some(from), None) => value.gt_eq(lit(from)).or(col(self.column.as_str()).is_null()),
+            (None, None) => return source.clone(),
         };
-        Ok(source.clone().filter(keep))
+        source.clone().filter(keep)
     }
 
     /// Range `i`, as a reader of the log would write it.
@@ -452,9 +447,9 @@ impl Split {
             false => v.to_string(),
         };
         let column = &self.column;
-        match (i.checked_sub(1).map(|j| self.starts[j]), self.starts.get(i)) {
-            (None, Some(to)) => format!("{column} < {}", show(*to)),
-            (Some(from), Some(to)) => format!("{} <= {column} < {}", show(from), show(*to)),
+        match self.bounds(i) {
+            (None, Some(to)) => format!("{column} < {}", show(to)),
+            (Some(from), Some(to)) => format!("{} <= {column} < {}", show(from), show(to)),
             (Some(from), None) => format!("{column} >= {} or null", show(from)),
             (None, None) => "all rows".to_owned(),
         }

@@ -15,7 +15,6 @@ use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, String
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use medallion_pipeline::{SilverSpec, SilverTableSpec};
 use polars::prelude::{DataFrame, Engine, Expr, IntoLazy, LazyFrame, col};
-use polars_core::query_result::QueryResult;
 
 use super::keys::{Key, KeyColumn, KeyKind, KeyMap, KeySet};
 use super::{REASON, SilverError};
@@ -537,12 +536,8 @@ pub(super) fn run_sql(table: &str, sql: &str, frames: &HashMap<String, LazyFrame
     for (name, frame) in frames {
         context.register(name, frame.clone());
     }
-    let failed = |e: String| SilverError::Config(format!("silver.tables.{table}.sql: {e}"));
-    match context.execute(sql).and_then(|query| query.collect_with_engine(Engine::Streaming)) {
-        Ok(QueryResult::Single(frame)) => Ok(frame),
-        Ok(QueryResult::Multiple(_)) => Err(failed("the query gave several results".to_owned())),
-        Err(e) => Err(failed(e.to_string())),
-    }
+    let result = context.execute(sql).and_then(|query| query.collect_with_engine(Engine::Streaming));
+    frame::single(result).map_err(|e| SilverError::Config(format!("silver.tables.{table}.sql: {e}")))
 }
 
 #[cfg(test)]

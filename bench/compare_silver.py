@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Two lakes' committed Silver and Silver quarantine, compared row for row:
 every table's rows in file order, column types and values (floats bit for
-bit), and each quarantine file set (clean-, checks-, nulled-) the same way.
-For "keep every result identical while the insides change".
+bit), and each quarantine file set (clean, checks, nulled: a Delta table's
+folder, or in a lake from before Delta a file name's prefix) the same way.
+Unsigned integer columns are compared as signed 64-bit (the Delta lake stores
+them so). For "keep every result identical while the insides change".
 Usage: compare_silver.py LAKE_A LAKE_B   (local lakes; polars and pyarrow from PyPI)"""
 import json, pathlib, sys
 
@@ -16,8 +18,19 @@ def tables(lake: pathlib.Path) -> dict:
 
 
 def read(lake: pathlib.Path, files: list) -> pa.Table:
-    parts = [pq.read_table(lake / f) for f in files]
+    parts = [signed(pq.read_table(lake / f)) for f in files]
     return pa.concat_tables(parts) if parts else None
+
+
+def signed(table: pa.Table) -> pa.Table:
+    fields = [pa.field(f.name, pa.int64(), f.nullable) if pa.types.is_unsigned_integer(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def kind(file: str) -> str:
+    folder, name = file.rsplit("/", 2)[-2:]
+    return folder if name.startswith("part-") else name.split("-", 1)[0]
 
 
 def main(a: str, b: str) -> int:
@@ -30,8 +43,8 @@ def main(a: str, b: str) -> int:
     for name in sorted(ta):
         checks = [("silver", ta[name]["files"], tb[name]["files"])]
         for prefix in ["clean", "checks", "nulled"]:
-            qa = [f for f in ta[name].get("quarantine_files", []) if f.rsplit("/", 1)[-1].startswith(prefix + "-")]
-            qb = [f for f in tb[name].get("quarantine_files", []) if f.rsplit("/", 1)[-1].startswith(prefix + "-")]
+            qa = [f for f in ta[name].get("quarantine_files", []) if kind(f) == prefix]
+            qb = [f for f in tb[name].get("quarantine_files", []) if kind(f) == prefix]
             checks.append((f"quarantine {prefix}", qa, qb))
         for what, fa, fb in checks:
             xa, xb = read(la, fa), read(lb, fb)

@@ -56,6 +56,7 @@ fn options(run_id: &str) -> IngestOptions {
         rows_per_file: 1 << 20,
         row_group_rows: 1 << 20,
         workers: 2,
+        keep_runs: 7,
     }
 }
 
@@ -206,8 +207,15 @@ fn a_re_run_of_the_same_date_replaces_the_partition(url: &str) {
     assert_eq!(manifest.run_id, "run-b");
     let rows: usize = table(&lake, "reviews").iter().map(RecordBatch::num_rows).sum();
     assert_eq!(rows, 5, "the same data is not appended twice");
-    let files = lake.list("bronze/reviews").unwrap_or_else(|e| panic!("{e}"));
-    assert!(files.iter().all(|f| f.contains("run=run-b")), "run-a's files are gone: {files:?}");
+    // Each run a version of the Delta table; run-a's kept as history.
+    let delta = medallion_lake::delta::DeltaTable::new(&lake, "bronze/reviews");
+    let snapshot = delta.snapshot(None).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no table"));
+    let files = delta.files_of(&snapshot);
+    assert!(!files.is_empty() && files.iter().all(|f| f.ends_with("-run-b.parquet")), "{files:?}");
+    let history = delta.history().unwrap_or_else(|e| panic!("{e}"));
+    let runs: Vec<(Option<&str>, u64, bool)> =
+        history.iter().map(|v| (v.run_id.as_deref(), v.rows, v.readable)).collect();
+    assert_eq!(runs, [(Some("run-a"), 5, true), (Some("run-b"), 5, true)]);
 }
 
 fn a_failed_run_commits_nothing_and_leaves_the_previous_partition(url: &str) {
@@ -302,7 +310,7 @@ fn a_killed_run_leaves_the_previous_partition_readable(url: &str) {
     pause.reached("commit-bronze", Duration::from_secs(300));
     let files = lake.list("bronze").unwrap_or_default();
     assert!(
-        files.iter().any(|f| f.contains("/run=") && !f.contains(&format!("run={}", before.run_id))),
+        files.iter().any(|f| f.ends_with(".parquet") && !f.contains(&before.run_id)),
         "the second run has written its files: {files:?}"
     );
     let _ = child.kill();
@@ -318,10 +326,17 @@ fn a_killed_run_leaves_the_previous_partition_readable(url: &str) {
     // The next run does not trip on the debris, and removes it.
     let again = run_host(&ingest_args("2026-11-24"));
     assert!(again.status.success(), "{}", text(&again).1);
-    let last = committed(&lake);
+    // Files of the runs the tables' history names stay (history.keep_runs);
+    // the killed run's are gone.
+    let mut runs = std::collections::BTreeSet::new();
+    for root in medallion_lake::delta::find_tables(&lake).unwrap_or_else(|e| panic!("{e}")) {
+        let history = medallion_lake::delta::DeltaTable::new(&lake, &root).history().unwrap_or_else(|e| panic!("{e}"));
+        runs.extend(history.into_iter().filter_map(|v| v.run_id));
+    }
+    assert_eq!(runs.len(), 2, "{runs:?}");
     let files = lake.list("bronze").unwrap_or_default();
     let stale: Vec<&String> =
-        files.iter().filter(|f| f.contains("/run=") && !f.contains(&format!("run={}", last.run_id))).collect();
+        files.iter().filter(|f| f.ends_with(".parquet") && !runs.iter().any(|run| f.contains(run.as_str()))).collect();
     assert!(stale.is_empty(), "debris left behind: {stale:?}");
 }
 

@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod delta;
 mod faults;
 mod gold;
 mod kills;

@@ -524,23 +524,35 @@ fn a_bronze_reader_that_panics_fails_the_run_and_commits_nothing() {
 fn a_cleanup_that_fails_after_the_commit_leaves_the_run_published_and_succeeded() {
     let (_sources, lake, _plugins, env) = fresh_lake("0.001");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let first = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &env);
-    assert!(first.status.success(), "{}", text(&first).1);
+    let run = ["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24", "--set", "history.keep_runs=2"];
+    for _ in 0..2 {
+        let output = host_env(&run, &env);
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+    // The third run's trim of the history (which would delete the first
+    // run's files) fails after its commit.
     let mut faulty = env.clone();
     faulty.push(("MEDALLION_FAULT", "collect-garbage"));
-    let second = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24"], &faulty);
-    let (_, stderr) = text(&second);
-    assert!(second.status.success(), "{stderr}");
-    assert!(stderr.contains("the next commit of this partition tries again"), "{stderr}");
+    let third = host_env(&run, &faulty);
+    let (_, stderr) = text(&third);
+    assert!(third.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trimming the tables' history failed") && stderr.contains("the next commit tries again"),
+        "{stderr}"
+    );
     let runs = host_env(&["runs", &arg(&repo_pipeline()), "--json"], &env);
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(runs[0]["status"], "succeeded", "{runs}");
-    let silver = || files_under(&lake.path().join("silver/dim_customers/current"));
-    let committed = silver();
-    assert!(committed.len() >= 2, "the first run's files are left behind by the failed cleanup: {committed:?}");
-    let third = host_env(&["run", &arg(&repo_pipeline()), "--ingest-date", "2026-11-24", "--only", "silver"], &env);
-    assert!(third.status.success(), "{}", text(&third).1);
-    assert_eq!(silver().len(), committed.len() / 2, "the next commit deletes them: {:?}", silver());
+    let silver = || {
+        let files = files_under(&lake.path().join("silver/dim_customers"));
+        files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).count()
+    };
+    assert_eq!(silver(), 3, "the first run's file is left behind by the failed trim");
+    let mut only_silver = run.to_vec();
+    only_silver.extend(["--only", "silver"]);
+    let fourth = host_env(&only_silver, &env);
+    assert!(fourth.status.success(), "{}", text(&fourth).1);
+    assert_eq!(silver(), 2, "the next commit trims the history to two runs");
 }
 
 /// Every file under `dir`, at any depth.

@@ -132,11 +132,12 @@ fn every_command_in_the_readme_runs_as_written() {
 
     // A few of the results the README promises.
     for promised in [
-        "gold run=",             // host run published Gold
-        "\"total_rows\"",        // a reference route's body
-        "\"@odata.context\"",    // an OData answer
-        "access_token",          // a login
-        "CREATE EXTERNAL TABLE", // host hive-ddl
+        "gold run=",            // host run published Gold
+        "\"total_rows\"",       // a reference route's body
+        "\"@odata.context\"",   // an OData answer
+        "access_token",         // a login
+        "USING DELTA LOCATION", // host ddl
+        "silver/dim_customers", // host lake history
     ] {
         assert!(transcript.contains(promised), "no `{promised}` in what the README's commands printed:\n{transcript}");
     }

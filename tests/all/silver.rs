@@ -226,7 +226,7 @@ fn every_rule_on_hand_made_rows() {
     assert!(stdout.contains("quarantine dim_customers"), "{stdout}");
     let manifest = silver_manifest(&lake);
     let quarantine = &manifest.tables["dim_customers"].quarantine_files;
-    assert!(quarantine.iter().any(|f| f.contains("/nulled-")), "{quarantine:?}");
+    assert!(quarantine.iter().any(|f| f.contains("/nulled/")), "{quarantine:?}");
 }
 
 #[test]
@@ -240,11 +240,11 @@ fn quarantine_keeps_the_original_values_the_reason_and_the_position() {
         rows(&lake.read_parquet(&chosen).unwrap_or_else(|e| panic!("{e}")))
     };
     // Rejected by the plugin: the Bronze text as it was, the reason, the row.
-    assert_eq!(read("/clean-"), ["x7|Eve|e@x|F|2023-01-01|FR|null_key|3", "∅|Nobody|n@x|F|2023-01-01|FR|null_key|4"]);
+    assert_eq!(read("/clean/"), ["x7|Eve|e@x|F|2023-01-01|FR|null_key|3", "∅|Nobody|n@x|F|2023-01-01|FR|null_key|4"]);
     // Rejected by the relational checks: the cleaned values, the reason, the row.
-    assert_eq!(read("/checks-"), ["2|M|DE|2023-03-01|2|duplicate_key"]);
+    assert_eq!(read("/checks/"), ["2|M|DE|2023-03-01|2|duplicate_key"]);
     // The value that became null, where it was.
-    assert_eq!(read("/nulled-"), ["1|signup_date|2023-02-30|bad_date"]);
+    assert_eq!(read("/nulled/"), ["1|signup_date|2023-02-30|bad_date"]);
 }
 
 #[test]
@@ -310,26 +310,46 @@ fn silver_is_the_same_on_a_local_lake_and_on_hdfs() {
 }
 
 #[test]
-fn hive_ddl_describes_the_committed_silver_tables() {
+fn ddl_describes_the_committed_silver_tables_for_each_engine() {
     let run = HandMadeRun::new();
     let (sources, dir, url) = (&run.sources, &run.dir, &run.url);
     let pipeline = medallion_tests::repo_root().join("pipeline.yaml");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["hive-ddl", &arg(&pipeline), "--set", &format!("lake={url}"), "--set"])
-        .arg(format!("sources.dir={}", sources.path().display()))
-        .env("XDG_CACHE_HOME", shared_home())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(output.status.success(), "{}", text(&output).1);
-    let ddl = text(&output).0;
-    let run = silver_manifest(&Lake::open(url).unwrap_or_else(|e| panic!("{e}"))).run_id;
-    assert!(ddl.contains("CREATE DATABASE IF NOT EXISTS silver;"), "{ddl}");
+    let ddl = |engine: &str| {
+        // `hive-ddl`, the command's name before Delta, still works.
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["hive-ddl", &arg(&pipeline), "--set", &format!("lake={url}"), "--set"])
+            .arg(format!("sources.dir={}", sources.path().display()))
+            .args(["--engine", engine])
+            .env("XDG_CACHE_HOME", shared_home())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(output.status.success(), "{}", text(&output).1);
+        text(&output).0
+    };
+    let lake = dir.path().display();
+    let spark = ddl("spark");
+    assert!(spark.contains("CREATE DATABASE IF NOT EXISTS silver;"), "{spark}");
     let items = format!(
-        "CREATE EXTERNAL TABLE silver.fact_order_items (\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)\nSTORED AS PARQUET\nLOCATION 'file://{}/silver/fact_order_items/current/run={run}';",
-        dir.path().display()
+        "CREATE TABLE IF NOT EXISTS silver.fact_order_items USING DELTA LOCATION 'file://{lake}/silver/fact_order_items';"
     );
-    assert!(ddl.contains(&items), "{ddl}");
-    assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 6, "{ddl}");
+    assert!(spark.contains(&items), "{spark}");
+    assert_eq!(spark.matches("USING DELTA").count(), 6, "{spark}");
+    let trino = ddl("trino");
+    assert!(trino.contains("CALL delta.system.register_table(schema_name => 'silver', table_name => 'fact_order_items', table_location => 'file://"), "{trino}");
+    // Hive reads the symlink manifest, which each commit rewrites: the
+    // definition stays right across runs.
+    let hive = ddl("hive");
+    let items = format!(
+        "CREATE EXTERNAL TABLE silver.fact_order_items (\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)\nROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION 'file://{lake}/silver/fact_order_items/_symlink_format_manifest';"
+    );
+    assert!(hive.contains(&items), "{hive}");
+    assert_eq!(hive.matches("CREATE EXTERNAL TABLE").count(), 6, "{hive}");
+    let listed = std::fs::read_to_string(dir.path().join("silver/fact_order_items/_symlink_format_manifest/manifest"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = silver_manifest(&Lake::open(url).unwrap_or_else(|e| panic!("{e}")));
+    let files: Vec<String> =
+        manifest.tables["fact_order_items"].files.iter().map(|f| format!("file://{lake}/{f}")).collect();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), files, "the symlink manifest lists the current files");
 }
 
 /// `fact_reviews` is built beside `fact_orders` (their parents are the same

@@ -74,8 +74,7 @@ fn read(lake: &Lake, manifest: &Manifest) -> Result<Sample, LakeError> {
         let mut taken = TableSample { source: files.source.clone(), reasons: BTreeMap::new() };
         let mut kinds_read = Vec::new();
         for file in &files.quarantine_files {
-            let name = file.rsplit('/').next().unwrap_or(file);
-            let kind = name.split('-').next().unwrap_or(name);
+            let kind = quarantine_kind(file);
             if kinds_read.contains(&kind) {
                 continue;
             }
@@ -101,6 +100,17 @@ fn read(lake: &Lake, manifest: &Manifest) -> Result<Sample, LakeError> {
         }
     }
     Ok(sample)
+}
+
+/// The kind of a quarantine file: the Delta table it is in
+/// (`quarantine/silver/<table>/<kind>/part-...`), or, in a lake written
+/// before Delta, its name's prefix (`.../run=<id>/<kind>-NNNNN.parquet`).
+fn quarantine_kind(file: &str) -> &str {
+    let (folder, name) = file.rsplit_once('/').unwrap_or(("", file));
+    match name.split('-').next().unwrap_or(name) {
+        "part" => folder.rsplit('/').next().unwrap_or(folder),
+        prefix => prefix,
+    }
 }
 
 /// What a reason is called when its rows were kept with a value nulled.
@@ -163,6 +173,15 @@ mod tests {
     use arrow_schema::Field;
 
     use super::*;
+
+    #[test]
+    fn a_file_is_of_the_kind_of_its_table_or_of_its_old_name() {
+        assert_eq!(
+            quarantine_kind("quarantine/silver/orders/nulled/part-00000-20261124T0102Z-00042.parquet"),
+            "nulled"
+        );
+        assert_eq!(quarantine_kind("quarantine/silver/orders/current/run=x/checks-00000.parquet"), "checks");
+    }
 
     #[test]
     fn a_few_rows_are_kept_per_reason_with_their_position() {

@@ -47,6 +47,9 @@ pub struct GoldOptions {
     /// `medallion_common::scratch`): computed tables, and Silver copied from
     /// an HDFS lake.
     pub spill: PathBuf,
+    /// Read the Silver this run committed (kept in the Delta tables'
+    /// history) instead of the current one.
+    pub silver_run: Option<String>,
 }
 
 /// What computing one Gold table did.
@@ -106,12 +109,20 @@ pub fn compute(
     catalog: &Catalog,
     options: &GoldOptions,
 ) -> Result<(Vec<GoldTable>, Vec<GoldTableReport>), GoldError> {
-    let manifest = Manifest::read(lake, crate::silver::ZONE, crate::silver::PARTITION)?.ok_or_else(|| {
-        GoldError::Config(format!(
-            "no Silver in {}\n  hint: build it first: `host run pipeline.yaml --from silver`",
-            lake.url()
-        ))
-    })?;
+    let manifest = match &options.silver_run {
+        None => Manifest::read(lake, crate::silver::ZONE, crate::silver::PARTITION)?.ok_or_else(|| {
+            GoldError::Config(format!(
+                "no Silver in {}\n  hint: build it first: `host run pipeline.yaml --from silver`",
+                lake.url()
+            ))
+        })?,
+        Some(run) => Manifest::at_run(lake, crate::silver::ZONE, run)?.ok_or_else(|| {
+            GoldError::Config(format!(
+                "no Silver of run {run} in {}\n  hint: `host lake history pipeline.yaml silver` lists the runs the lake keeps",
+                lake.url()
+            ))
+        })?,
+    };
     // Every Silver table any Gold table reads, read row group by row group
     // on all cores.
     let mut needed: Vec<String> = Vec::new();

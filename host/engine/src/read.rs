@@ -52,7 +52,7 @@ where
         }
     };
     let paths: Vec<PlRefPath> = paths.iter().map(|p| PlRefPath::from(p.to_string_lossy().as_ref())).collect();
-    // The files are named, not globbed; `run=...` in their path is not a column.
+    // The files are named, not globbed (a table's folder holds older versions' files too).
     let mut args = ScanArgsParquet { glob: false, ..Default::default() };
     args.hive_options.enabled = Some(false);
     LazyFrame::scan_parquet_files(paths.into(), args).map_err(|e| engine(e.to_string()))

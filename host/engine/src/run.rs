@@ -134,7 +134,7 @@ impl From<medallion_lake::LakeError> for RunError {
 impl From<IngestError> for RunError {
     fn from(e: IngestError) -> Self {
         let kind = match &e {
-            IngestError::Source(_) => FailureKind::Source,
+            IngestError::Source(_) | IngestError::Name { .. } => FailureKind::Source,
             IngestError::Lake(_) => FailureKind::Store,
             IngestError::Interrupted(_) => FailureKind::Interrupted,
             IngestError::Panicked(_) => FailureKind::Store,
@@ -268,12 +268,14 @@ pub struct RunOptions {
     pub ingest_date: Option<String>,
     /// Threads (tables landed at once, plugin instances per table, ...).
     pub workers: usize,
+    /// Gold reads the Silver this run committed instead of the current one.
+    pub silver_run: Option<String>,
 }
 
 impl RunOptions {
     /// Every stage, on every core.
     pub fn all_stages() -> Self {
-        RunOptions { stages: Stage::ALL.to_vec(), ingest_date: None, workers: default_workers() }
+        RunOptions { stages: Stage::ALL.to_vec(), ingest_date: None, workers: default_workers(), silver_run: None }
     }
 }
 
@@ -387,6 +389,7 @@ fn stages_in_order(
                     options.ingest_date.as_deref(),
                     options.workers,
                     plan.memory.bytes,
+                    plan.keep_runs,
                 )?;
                 bronze_partition = Some(summary.partition.clone());
                 Ok(summary)
@@ -409,7 +412,8 @@ fn stages_in_order(
                 let spill = scratch.folder("gold").map_err(|e| {
                     RunError::new(FailureKind::Store, format!("scratch folder {}: {e}", scratch.path().display()))
                 })?;
-                build_gold(run, plan, catalog, log, options.workers, spill, started_micros)
+                let silver_run = options.silver_run.as_deref();
+                build_gold(run, plan, catalog, log, (options.workers, silver_run), spill, started_micros)
             }
         };
         let summary = match one_stage() {
@@ -469,6 +473,7 @@ pub fn land_bronze(
     ingest_date: Option<&str>,
     workers: usize,
     memory: u64,
+    keep_runs: usize,
 ) -> Result<StageSummary, RunError> {
     let options = IngestOptions {
         ingest_date: resolve_ingest_date(ingest_date, run.started_micros)?,
@@ -477,13 +482,18 @@ pub fn land_bronze(
         rows_per_file: BRONZE_ROWS_PER_FILE,
         row_group_rows: crate::budget::row_group_rows(memory),
         workers,
+        keep_runs,
     };
     let started = Instant::now();
     let report = medallion_lake::ingest(&run.lake, sources, &options)?;
     let run_tables = report
         .tables
         .iter()
-        .map(|t| RunTable { quarantined: t.quarantined, ..RunTable::new("bronze", &t.table, t.rows) })
+        .map(|t| RunTable {
+            quarantined: t.quarantined,
+            delta_version: t.delta_version,
+            ..RunTable::new("bronze", &t.table, t.rows)
+        })
         .collect();
     Ok(StageSummary {
         stage: Stage::Bronze,
@@ -546,6 +556,7 @@ fn build_silver(
         limits: plan.limits,
         row_group_rows: crate::budget::row_group_rows(plan.memory.bytes),
         scratch,
+        keep_runs: plan.keep_runs,
     };
     let report = silver::build(&run.lake, &plan.silver, catalog, &options)?;
     let run_tables = report
@@ -555,6 +566,7 @@ fn build_silver(
             quarantined: t.quarantined,
             reasons: t.reasons.clone(),
             plugin: t.plugin.clone(),
+            delta_version: t.delta_version,
             ..RunTable::new("silver", &t.table, t.rows)
         })
         .collect();
@@ -576,13 +588,19 @@ fn build_gold(
     plan: &Plan,
     catalog: &Catalog,
     log: &mut RunLog<'_>,
-    workers: usize,
+    (workers, silver_run): (usize, Option<&str>),
     spill: std::path::PathBuf,
     started_micros: i64,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
-    let options =
-        GoldOptions { workers, batch_rows: BATCH_ROWS, limits: plan.limits, memory: plan.memory.bytes, spill };
+    let options = GoldOptions {
+        workers,
+        batch_rows: BATCH_ROWS,
+        limits: plan.limits,
+        memory: plan.memory.bytes,
+        spill,
+        silver_run: silver_run.map(str::to_owned),
+    };
     let (tables, reports) = gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?;
     let computed_seconds = started.elapsed().as_secs_f64();
     let run_tables: Vec<RunTable> = reports

@@ -92,6 +92,8 @@ pub struct IngestOptions {
     pub row_group_rows: usize,
     /// Tables landed at once.
     pub workers: usize,
+    /// Versions of each Bronze table kept (see `history.keep_runs`).
+    pub keep_runs: usize,
 }
 
 /// What an ingest did.
@@ -113,6 +115,9 @@ pub struct TableReport {
     /// Source bytes read.
     #[serde(rename = "source_bytes")]
     pub bytes: u64,
+    /// The version of its Delta table committed (`None` for a table with
+    /// no rows yet).
+    pub delta_version: Option<u64>,
 }
 
 /// An ingest that failed: nothing was committed.
@@ -130,12 +135,26 @@ pub enum IngestError {
     /// A worker thread panicked.
     #[error(transparent)]
     Panicked(#[from] work::Panicked),
+    /// A source's table name cannot name a lake table.
+    #[error(
+        "source {source_name}: {message}\n  hint: rename the file (its name, without the extension, names the table)"
+    )]
+    Name {
+        /// The source.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Lands every source as a Bronze table for `options.ingest_date` and commits
 /// them together. On any error nothing is committed, and the previous commit
 /// of that date stays what readers see.
 pub fn ingest(lake: &Lake, sources: &[SourceSpec], options: &IngestOptions) -> Result<BronzeReport, IngestError> {
+    for spec in sources {
+        crate::delta::check_table_name(spec.table())
+            .map_err(|message| IngestError::Name { source_name: spec.file_name(), message })?;
+    }
     let partition = format!("ingest_date={}", options.ingest_date);
     // Largest first: the biggest table starts at once and the small ones
     // fill in around it.
@@ -150,12 +169,15 @@ pub fn ingest(lake: &Lake, sources: &[SourceSpec], options: &IngestOptions) -> R
     }
     report.tables.sort_by(|a, b| a.table.cmp(&b.table));
     medallion_common::cancel::check()?;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         run_id: options.run_id.clone(),
         committed_at: medallion_common::date::rfc3339(options.ingested_at_micros),
         tables,
     };
-    manifest.commit(lake, "bronze", &partition)?;
+    manifest.commit(lake, "bronze", &partition, options.keep_runs)?;
+    for table in &mut report.tables {
+        table.delta_version = manifest.version_of(&format!("bronze/{}", table.table));
+    }
     Ok(report)
 }
 
@@ -171,9 +193,10 @@ fn land(
     let source = spec.open()?;
     let lineage = Lineage::new(&source_name, &options.run_id, options.ingested_at_micros);
     let schema = lineage.extend(&source.schema());
-    let folder = format!("bronze/{table}/{partition}/run={}", options.run_id);
+    let folder = format!("bronze/{table}/{partition}");
     let mut writer =
-        PartWriter::new(lake, folder, schema, options.rows_per_file, bronze_properties(options.row_group_rows));
+        PartWriter::new(lake, folder, schema, options.rows_per_file, bronze_properties(options.row_group_rows))
+            .with_suffix(&options.run_id);
     // Parsing and Parquet encoding run side by side: a reader thread hands
     // batches over a short queue (which bounds memory) to this thread.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
@@ -218,17 +241,26 @@ fn land(
     let quarantine_files = if bad.is_empty() {
         Vec::new()
     } else {
-        let folder = format!("quarantine/bronze/{table}/{partition}/run={}", options.run_id);
+        let folder = format!("quarantine/bronze/{table}/{partition}");
         let batch = bad_records_batch(&bad, &lineage)?;
         let mut writer =
-            PartWriter::new(lake, folder, batch.schema(), usize::MAX, bronze_properties(options.row_group_rows));
+            PartWriter::new(lake, folder, batch.schema(), usize::MAX, bronze_properties(options.row_group_rows))
+                .with_suffix(&options.run_id);
         writer.write(&batch)?;
         writer.finish()?.0
     };
     tracing::info!(table, rows, quarantined, "landed in bronze");
-    let report = TableReport { table: table.to_owned(), rows, quarantined, bytes: bytes_read };
+    let report = TableReport { table: table.to_owned(), rows, quarantined, bytes: bytes_read, delta_version: None };
     Ok((
-        TableFiles { source: source_name, files, rows, quarantine_files, quarantined, reasons: BTreeMap::new() },
+        TableFiles {
+            source: source_name,
+            files,
+            rows,
+            quarantine_files,
+            quarantined,
+            reasons: BTreeMap::new(),
+            versions: BTreeMap::new(),
+        },
         report,
     ))
 }

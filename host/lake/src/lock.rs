@@ -8,8 +8,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{Lake, LakeError};
@@ -151,14 +149,7 @@ impl Lake {
 
     /// Creates `relative` holding `holder`, unless it exists: whether it did.
     fn put_new(&self, relative: &str, holder: &Holder) -> Result<bool, LakeError> {
-        let json = serde_json::to_vec(holder).unwrap_or_default();
-        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        let path = self.path(relative);
-        match self.runtime.block_on(self.store.put_opts(&path, PutPayload::from(Bytes::from(json)), options)) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.fail("create", relative, e)),
-        }
+        self.create_new(relative, serde_json::to_vec(holder).unwrap_or_default())
     }
 
     fn read_holder(&self, relative: &str) -> Result<Option<Holder>, LakeError> {

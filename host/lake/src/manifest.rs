@@ -1,10 +1,15 @@
-//! The commit manifest: which run's files make up a partition of a zone.
+//! The commit manifest: which run's files make up a partition of a zone,
+//! and which version of each Delta table they are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lake, LakeError};
+use super::delta::{Change, DeltaTable, NewFile};
+use super::{Lake, LakeError, ParquetTable};
+
+/// Where a zone keeps each run's manifest (zones of whole tables).
+const RUNS: &str = "_runs";
 
 /// The zone Silver is published in.
 pub const SILVER_ZONE: &str = "silver";
@@ -39,6 +44,10 @@ pub struct TableFiles {
     /// Quarantined rows per reason (Silver).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reasons: BTreeMap<String, u64>,
+    /// The Delta version committed, per Delta table (its folder): the
+    /// table's and its quarantine's. Empty in manifests of hosts before Delta.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -57,6 +66,37 @@ impl Manifest {
         })
     }
 
+    /// The manifest of `zone`'s whole tables (Silver) as the run `run_id`
+    /// committed it (`None`: no such run kept). An error when its files are
+    /// gone (its versions trimmed from the tables' history).
+    pub fn at_run(lake: &Lake, zone: &str, run_id: &str) -> Result<Option<Self>, LakeError> {
+        let location = Self::run_location(zone, run_id);
+        let Some(bytes) = lake.get(&location)? else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| LakeError::Manifest {
+            url: lake.url().to_owned(),
+            path: location.clone(),
+            message: e.to_string(),
+        })?;
+        for (table, files) in &manifest.tables {
+            for file in &files.files {
+                lake.size(file).map_err(|_| LakeError::Manifest {
+                    url: lake.url().to_owned(),
+                    path: location.clone(),
+                    message: format!(
+                        "table `{table}` of run {run_id} is no longer readable: its files were deleted when the history was trimmed\n  hint: history.keep_runs sets how many runs are kept"
+                    ),
+                })?;
+            }
+        }
+        Ok(Some(manifest))
+    }
+
+    /// The Delta version this manifest committed of the table in folder
+    /// `root`.
+    pub fn version_of(&self, root: &str) -> Option<u64> {
+        self.tables.values().find_map(|t| t.versions.get(root).copied())
+    }
+
     /// The committed partitions of `zone`, sorted (for dates: oldest first).
     pub fn partitions(lake: &Lake, zone: &str) -> Result<Vec<String>, LakeError> {
         let prefix = format!("{zone}/_commits/");
@@ -69,47 +109,260 @@ impl Manifest {
         Ok(names)
     }
 
-    /// Publishes this manifest: the one atomic step of a commit. Then deletes
-    /// every other file under the committed tables' partition folders, as
-    /// well as it can: once the manifest is written the commit has happened,
-    /// so a failed deletion is a warning, and the next commit of the
-    /// partition deletes what is left.
-    pub fn commit(&self, lake: &Lake, zone: &str, partition: &str) -> Result<(), LakeError> {
-        let location = Self::location(zone, partition);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| LakeError::Manifest {
-            url: lake.url().to_owned(),
-            path: location.clone(),
-            message: e.to_string(),
-        })?;
+    /// Commits this manifest for `zone`'s `partition` (`ingest_date=...`
+    /// for a partitioned table, else the whole table): each table, and each
+    /// of its quarantine tables, as the next version of its Delta table,
+    /// then this manifest, which names the versions that go together (the
+    /// host's readers follow it: they see one run's tables, never a mix).
+    /// Then each table's history is trimmed to its last `keep_runs`
+    /// versions, as well as it can: once the manifest is written the commit
+    /// has happened, so a failed deletion is a warning, and the next commit
+    /// deletes what is left.
+    ///
+    /// A zone still published the old way (manifests only, files under
+    /// `run=<id>/` folders) is converted first, once: see [`Manifest::convert`].
+    pub fn commit(&mut self, lake: &Lake, zone: &str, partition: &str, keep_runs: usize) -> Result<(), LakeError> {
+        let mut roots = Self::convert(lake, zone)?;
         // Every file written, none visible yet.
         medallion_common::faults::pause_at(&format!("commit-{zone}"));
-        lake.put(&location, json)?;
-        if let Err(e) = self.collect_garbage(lake, zone, partition) {
+        for root in self.publish(lake, zone, partition)? {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        if let Err(e) = Self::tidy(lake, zone, &roots, keep_runs) {
             tracing::warn!(
                 zone,
                 partition,
-                "committed; deleting other runs' files failed ({e}): the next commit of this partition tries again"
+                "committed; trimming the tables' history failed ({e}): the next commit tries again"
             );
         }
         Ok(())
     }
 
-    fn collect_garbage(&self, lake: &Lake, zone: &str, partition: &str) -> Result<(), LakeError> {
-        medallion_common::faults::fail_at("collect-garbage").map_err(|message| LakeError::Manifest {
+    /// Writes each table's Delta version, then the manifest. Returns the
+    /// Delta tables committed.
+    fn publish(&mut self, lake: &Lake, zone: &str, partition: &str) -> Result<Vec<String>, LakeError> {
+        let location = Self::location(zone, partition);
+        let column_value = partition.split_once('=');
+        let timestamp = now_millis();
+        // Every table's commit checked and made first, so that a table that
+        // cannot be committed (a column type Delta lacks, another tool's
+        // protocol) fails the run before any version is written.
+        let mut prepared = Vec::new();
+        for (table, files) in &self.tables {
+            for (root, group) in delta_groups(lake, zone, table, files, partition)? {
+                let delta = DeltaTable::new(lake, &root);
+                let parquet = if group.is_empty() {
+                    if !delta.exists()? {
+                        continue;
+                    }
+                    None
+                } else {
+                    Some(ParquetTable::open(lake, &group, std::sync::Arc::new(arrow_schema::Schema::empty()))?)
+                };
+                let new_files = parquet.iter().flat_map(ParquetTable::files);
+                let change = Change {
+                    run_id: &self.run_id,
+                    timestamp,
+                    schema: parquet.as_ref().map(|p| p.schema().as_ref()),
+                    partition: column_value,
+                    files: new_files.map(|(path, size, rows)| NewFile { path, size, rows }).collect(),
+                };
+                prepared.push((table.clone(), root, delta.prepare(&change)?));
+            }
+        }
+        let mut roots = Vec::new();
+        for (table, root, commit) in prepared {
+            let version = DeltaTable::new(lake, &root).write(commit)?;
+            if let Some(files) = self.tables.get_mut(&table) {
+                files.versions.insert(root.clone(), version);
+            }
+            roots.push(root);
+        }
+        // Every table's version written; the manifest, which the host's
+        // readers follow, not yet.
+        medallion_common::faults::pause_at(&format!("commit-{zone}-manifest"));
+        let json = serde_json::to_vec_pretty(self).map_err(|e| LakeError::Manifest {
             url: lake.url().to_owned(),
-            path: Self::location(zone, partition),
+            path: location.clone(),
+            message: e.to_string(),
+        })?;
+        // A zone of whole tables (Silver) also keeps each run's manifest, by
+        // which Gold reads an earlier run's tables (`--silver-run`).
+        if !partition.contains('=') {
+            lake.put(&Self::run_location(zone, &self.run_id), json.clone())?;
+        }
+        lake.put(&location, json)?;
+        Ok(roots)
+    }
+
+    fn run_location(zone: &str, run_id: &str) -> String {
+        format!("{zone}/{RUNS}/{run_id}.json")
+    }
+
+    /// After a commit: Hive's symlink manifests of the tables committed,
+    /// and their history trimmed (files of every committed manifest of the
+    /// zone are kept whatever their table's history says).
+    pub fn tidy(lake: &Lake, zone: &str, roots: &[String], keep_runs: usize) -> Result<(), LakeError> {
+        medallion_common::faults::fail_at("collect-garbage").map_err(|message| LakeError::Delta {
+            url: lake.url().to_owned(),
+            table: zone.to_owned(),
             message,
         })?;
-        for (table, files) in &self.tables {
-            let keep: Vec<&String> = files.files.iter().chain(&files.quarantine_files).collect();
-            for folder in [format!("{zone}/{table}/{partition}"), format!("quarantine/{zone}/{table}/{partition}")] {
-                for file in lake.list(&folder)? {
-                    if !keep.contains(&&file) {
-                        lake.delete(&file)?;
-                    }
+        let mut kept = BTreeSet::new();
+        for partition in Self::partitions(lake, zone)? {
+            if let Some(manifest) = Self::read(lake, zone, &partition)? {
+                for files in manifest.tables.values() {
+                    kept.extend(files.files.iter().chain(&files.quarantine_files).cloned());
                 }
             }
         }
-        Ok(())
+        let mut failed = None;
+        for root in roots {
+            let table = DeltaTable::new(lake, root);
+            let tidied = table.write_symlinks().and_then(|()| table.trim(keep_runs, &kept));
+            match tidied {
+                Ok(trimmed) if trimmed.files > 0 => {
+                    tracing::debug!(table = %root, files = trimmed.files, bytes = trimmed.bytes, "history trimmed");
+                }
+                Ok(_) => {}
+                // The other tables are still tidied.
+                Err(e) => failed = Some(e),
+            }
+        }
+        // The run manifests of runs older than the history kept.
+        let prefix = format!("{zone}/{RUNS}/");
+        let mut runs: Vec<String> = lake.list(&format!("{zone}/{RUNS}"))?;
+        runs.retain(|f| f.starts_with(&prefix) && f.ends_with(".json"));
+        runs.sort();
+        for old in runs.iter().rev().skip(keep_runs) {
+            lake.delete(old)?;
+        }
+        failed.map_or(Ok(()), Err)
     }
+
+    /// Converts a zone published before the lake's tables were Delta tables
+    /// (each partition's manifest naming files under `run=<id>/` folders):
+    /// each file is copied to the layout of a Delta table (a hard link on a
+    /// local lake), each manifest committed as its tables' first Delta
+    /// version and rewritten with the new paths. The old files go when the
+    /// tables' history is next trimmed ([`Manifest::tidy`]). Safe to repeat
+    /// if interrupted. Returns the Delta tables committed.
+    pub fn convert(lake: &Lake, zone: &str) -> Result<Vec<String>, LakeError> {
+        let mut roots: Vec<String> = Vec::new();
+        for partition in Self::partitions(lake, zone)? {
+            let Some(mut manifest) = Self::read(lake, zone, &partition)? else { continue };
+            let old: Vec<&String> = manifest
+                .tables
+                .values()
+                .flat_map(|t| t.files.iter().chain(&t.quarantine_files))
+                .filter(|f| old_layout(f).is_some())
+                .collect();
+            if old.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                lake = lake.url(),
+                zone,
+                partition,
+                files = old.len(),
+                "converting a partition published by an older host to Delta tables (once; the files are copied, then the old ones deleted)"
+            );
+            let mut replaced = Vec::new();
+            for files in manifest.tables.values_mut() {
+                for file in files.files.iter_mut().chain(files.quarantine_files.iter_mut()) {
+                    if let Some(new) = old_layout(file) {
+                        // A conversion retried: the copy made before stays
+                        // (a version may name it already).
+                        if lake.size(&new).ok() != Some(lake.size(file)?) {
+                            lake.copy(file, &new)?;
+                        }
+                        replaced.push(std::mem::replace(file, new));
+                    }
+                }
+            }
+            for root in manifest.publish(lake, zone, &partition)? {
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
+            }
+            for old in replaced {
+                lake.delete(&old)?;
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// A file's path in a Delta table's folder, for a file of the layout before
+/// Delta (`<table>/[current/]run=<id>/<kind>-NNNNN.parquet`): `None` when
+/// it is not one.
+fn old_layout(path: &str) -> Option<String> {
+    let (folder, name) = path.rsplit_once('/')?;
+    let (parent, run) = folder.rsplit_once('/')?;
+    let run = run.strip_prefix("run=")?;
+    let parent = parent.strip_suffix("/current").unwrap_or(parent);
+    let (kind, number) = name.strip_suffix(".parquet")?.split_once('-')?;
+    let folder = if kind == "part" { parent.to_owned() } else { format!("{parent}/{kind}") };
+    Some(format!("{folder}/part-{number}-{run}.parquet"))
+}
+
+/// A table's files grouped by the Delta table they go to: its data files
+/// (`<zone>/<table>`), and its quarantine files (`quarantine/<zone>/<table>`
+/// or, where a table has several kinds, `quarantine/<zone>/<table>/<kind>`),
+/// plus any quarantine table of it that exists and gets no file this time
+/// (it is emptied). Files are `<root>/[<partition>/]<name>`.
+fn delta_groups(
+    lake: &Lake,
+    zone: &str,
+    table: &str,
+    files: &TableFiles,
+    partition: &str,
+) -> Result<BTreeMap<String, Vec<String>>, LakeError> {
+    let partitioned = partition.contains('=');
+    let bad = |file: &str, why: &str| LakeError::Manifest {
+        url: lake.url().to_owned(),
+        path: file.to_owned(),
+        message: format!("table `{table}`: {why}"),
+    };
+    let root_of = |file: &str| -> Result<String, LakeError> {
+        let (folder, _) = file.rsplit_once('/').ok_or_else(|| bad(file, "a file outside any table folder"))?;
+        if !partitioned {
+            return Ok(folder.to_owned());
+        }
+        folder
+            .strip_suffix(&format!("/{partition}"))
+            .map(str::to_owned)
+            .ok_or_else(|| bad(file, &format!("a file outside partition `{partition}`")))
+    };
+    let data_root = format!("{zone}/{table}");
+    let quarantine_root = format!("quarantine/{zone}/{table}");
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    groups.insert(data_root.clone(), Vec::new());
+    for file in &files.files {
+        let root = root_of(file)?;
+        if root != data_root {
+            return Err(bad(file, &format!("a data file outside `{data_root}`")));
+        }
+        groups.entry(root).or_default().push(file.clone());
+    }
+    for file in &files.quarantine_files {
+        let root = root_of(file)?;
+        if root != quarantine_root && !root.starts_with(&format!("{quarantine_root}/")) {
+            return Err(bad(file, &format!("a quarantine file outside `{quarantine_root}`")));
+        }
+        groups.entry(root).or_default().push(file.clone());
+    }
+    let log = format!("/{}/", crate::delta::LOG);
+    for file in lake.list(&quarantine_root)? {
+        if let Some((root, _)) = file.split_once(&log) {
+            groups.entry(root.to_owned()).or_default();
+        }
+    }
+    Ok(groups)
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -14,6 +14,7 @@ use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{ChunkReader, Length};
 
+use super::delta::storable_type;
 use super::store::LakeFile;
 use super::{Lake, LakeError};
 
@@ -21,19 +22,24 @@ use super::{Lake, LakeError};
 pub struct PartWriter<'a> {
     lake: &'a Lake,
     folder: String,
-    prefix: &'static str,
+    suffix: String,
+    /// The columns as given, as stored (see [`storable_type`]), and
+    /// whether the two differ.
+    given: SchemaRef,
     schema: SchemaRef,
+    casts: bool,
     properties: WriterProperties,
     rows_per_file: usize,
     current: Option<(String, ArrowWriter<LakeFile<'a>>)>,
-    first_index: usize,
     rows_in_current: usize,
     files: Vec<String>,
     rows: u64,
 }
 
 impl<'a> PartWriter<'a> {
-    /// A writer of `folder/part-NNNNN.parquet` files.
+    /// A writer of `folder/part-NNNNN.parquet` files. Columns of types some
+    /// Delta readers lack are stored as one they all read
+    /// ([`storable_type`]: unsigned integers as wider signed ones, ...).
     pub fn new(
         lake: &'a Lake,
         folder: String,
@@ -41,31 +47,29 @@ impl<'a> PartWriter<'a> {
         rows_per_file: usize,
         properties: WriterProperties,
     ) -> Self {
+        let stored: Vec<arrow_schema::Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone().with_data_type(storable_type(f.data_type()))).collect();
+        let stored = Arc::new(arrow_schema::Schema::new_with_metadata(stored, schema.metadata().clone()));
         PartWriter {
             lake,
             folder,
-            prefix: "part",
-            schema,
+            suffix: String::new(),
+            casts: *stored != *schema,
+            schema: stored,
+            given: schema,
             properties,
             rows_per_file,
             current: None,
-            first_index: 0,
             rows_in_current: 0,
             files: Vec::new(),
             rows: 0,
         }
     }
 
-    /// Names the files `<prefix>-NNNNN.parquet` instead of `part-...`.
-    pub fn with_prefix(mut self, prefix: &'static str) -> Self {
-        self.prefix = prefix;
-        self
-    }
-
-    /// Numbers the files from `index` instead of 0 (writers that share a
-    /// folder and a prefix, each writing its own files).
-    pub fn with_first_index(mut self, index: usize) -> Self {
-        self.first_index = index;
+    /// Names the files `part-NNNNN-<suffix>.parquet` (the run's id: a
+    /// table's folder holds several runs' files).
+    pub fn with_suffix(mut self, suffix: &str) -> Self {
+        self.suffix = format!("-{suffix}");
         self
     }
 
@@ -76,12 +80,19 @@ impl<'a> PartWriter<'a> {
     /// Appends a batch (of the writer's schema).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         if self.current.is_none() {
-            let path = format!("{}/{}-{:05}.parquet", self.folder, self.prefix, self.first_index + self.files.len());
+            let path = format!("{}/part-{:05}{}.parquet", self.folder, self.files.len(), self.suffix);
             let file = self.lake.create(&path)?;
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
                 .map_err(|e| self.parquet_error(e))?;
             self.current = Some((path, writer));
         }
+        let stored;
+        let batch = if !self.casts {
+            batch
+        } else {
+            stored = self.stored(batch)?;
+            &stored
+        };
         if let Some((_, writer)) = self.current.as_mut() {
             writer.write(batch).map_err(|e| LakeError::Parquet {
                 url: self.lake.url().to_owned(),
@@ -95,6 +106,31 @@ impl<'a> PartWriter<'a> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// `batch` with its columns cast to the stored types (a value that does
+    /// not fit, an unsigned one past the signed range, is an error).
+    fn stored(&self, batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
+        let same =
+            |a: &arrow_schema::Field, b: &arrow_schema::Field| a.name() == b.name() && a.data_type() == b.data_type();
+        let schema = batch.schema();
+        if schema.fields().len() != self.given.fields().len()
+            || !schema.fields().iter().zip(self.given.fields()).all(|(a, b)| same(a, b))
+        {
+            return Err(self.parquet_error(format!(
+                "a batch's schema differs from the file's: {schema} instead of {}",
+                self.given
+            )));
+        }
+        let options = arrow_cast::CastOptions { safe: false, ..Default::default() };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| arrow_cast::cast_with_options(column, field.data_type(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.parquet_error(format!("a column cannot be stored as Delta readers read it: {e}")))?;
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.parquet_error(e))
     }
 
     fn flush(&mut self) -> Result<(), LakeError> {
@@ -205,6 +241,17 @@ impl ParquetTable {
     /// The row groups, in table order.
     pub fn row_groups(&self) -> &[RowGroup] {
         &self.groups
+    }
+
+    /// Each file with its bytes and rows, in order.
+    pub fn files(&self) -> Vec<(String, u64, u64)> {
+        self.files
+            .iter()
+            .map(|file| {
+                let rows = self.groups.iter().filter(|g| g.file == file.path).map(|g| g.rows).sum();
+                (file.path.clone(), file.len, rows)
+            })
+            .collect()
     }
 
     /// The files' Arrow schema.

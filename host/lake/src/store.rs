@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// The lake's storage.
 pub struct Lake {
@@ -59,6 +59,16 @@ pub enum LakeError {
         url: String,
         /// Who holds it.
         holder: Box<super::Holder>,
+    },
+    /// A Delta table's log that cannot be read or written.
+    #[error("lake {url}: Delta table `{table}`: {message}")]
+    Delta {
+        /// The lake URL.
+        url: String,
+        /// The table's folder.
+        table: String,
+        /// What is wrong.
+        message: String,
     },
     /// A commit manifest that cannot be read.
     #[error(
@@ -155,6 +165,38 @@ impl Lake {
             .block_on(self.store.put(&path, PutPayload::from(Bytes::from(bytes))))
             .map(|_| ())
             .map_err(|e| self.fail("write", relative, e))
+    }
+
+    /// Creates `relative` holding `bytes` unless it exists (put-if-absent:
+    /// a hard link on a local lake, a create without overwrite on HDFS), in
+    /// one atomic step: whether it did.
+    pub fn create_new(&self, relative: &str, bytes: Vec<u8>) -> Result<bool, LakeError> {
+        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        let path = self.path(relative);
+        match self.runtime.block_on(self.store.put_opts(&path, PutPayload::from(Bytes::from(bytes)), options)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.fail("create", relative, e)),
+        }
+    }
+
+    /// Copies `from` to `to` (replacing it), inside the lake.
+    pub fn copy(&self, from: &str, to: &str) -> Result<(), LakeError> {
+        let (source, target) = (self.path(from), self.path(to));
+        self.runtime.block_on(self.store.copy(&source, &target)).map_err(|e| self.fail("copy", from, e))
+    }
+
+    /// Where `relative` is, as another program names it: `file:///...` for
+    /// a local lake (absolute), `hdfs://namenode:port/...` for HDFS.
+    pub fn location(&self, relative: &str) -> String {
+        let base = match &self.local {
+            Some(root) => format!("file://{}", root.to_string_lossy().trim_end_matches('/')),
+            None => self.url.trim_end_matches('/').to_owned(),
+        };
+        match relative.trim_matches('/') {
+            "" => base,
+            relative => format!("{base}/{relative}"),
+        }
     }
 
     /// Reads `relative`, or `None` when it does not exist.

@@ -20,6 +20,7 @@ pub use interpolate::{Unset, interpolate};
 pub use stages::{GoldSpec, GoldTableSpec, ParentSpec, PluginStep, SilverSpec, SilverTableSpec, sql_words};
 
 use medallion_lake::SourceSpec;
+use medallion_lake::delta::check_table_name;
 use medallion_lake::sources::OnBadRecord;
 use medallion_plugin::Limits;
 
@@ -35,6 +36,9 @@ pub struct Spec {
     /// What a run may use of the machine.
     #[serde(default)]
     pub limits: RunLimitsSpec,
+    /// How much of the lake's history is kept.
+    #[serde(default)]
+    pub history: HistorySpec,
     /// The sources landed in Bronze.
     pub sources: SourcesSpec,
     /// The Silver tables built from Bronze.
@@ -157,6 +161,27 @@ pub struct RunLimitsSpec {
     /// Where work past the budget spills: default `_scratch` in a local
     /// lake, the system's temporary folder for an HDFS lake.
     pub spill: Option<PathBuf>,
+}
+
+/// The top-level `history:` section: the lake's tables keep the versions
+/// of their last `keep_runs` commits (Delta time travel); older versions'
+/// files are deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySpec {
+    /// Versions kept per table (at least 2).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: usize,
+}
+
+impl Default for HistorySpec {
+    fn default() -> Self {
+        HistorySpec { keep_runs: default_keep_runs() }
+    }
+}
+
+fn default_keep_runs() -> usize {
+    7
 }
 
 /// A run's memory budget, and where it came from.
@@ -292,6 +317,8 @@ pub struct Plan {
     pub memory: MemoryBudget,
     /// The folder under which a run spills what does not fit the budget.
     pub spill: PathBuf,
+    /// Versions of each lake table kept.
+    pub keep_runs: usize,
     /// The Bronze sources.
     pub sources: Vec<SourceSpec>,
     /// The Silver tables.
@@ -475,7 +502,19 @@ impl Spec {
         if self.sources.tables.is_empty() {
             return Err(invalid("sources.tables is empty: name at least one source".to_owned()));
         }
+        for name in self.sources.tables.keys() {
+            check_table_name(name).map_err(|e| invalid(format!("sources.tables.{name}: {e}")))?;
+        }
+        for name in self.silver.tables.keys() {
+            check_table_name(name).map_err(|e| invalid(format!("silver.tables.{name}: {e}")))?;
+        }
         let sources = self.source_specs(&dir, check_sources).map_err(invalid)?;
+        if self.history.keep_runs < 2 {
+            return Err(invalid(format!(
+                "history.keep_runs is {}: a table keeps at least 2 versions, so that a query another engine started on the version before the last commit can finish\n  hint: the default is 7",
+                self.history.keep_runs
+            )));
+        }
         let limits = Limits::default()
             .with_memory_bytes((self.plugins.limits.memory_mb as usize) << 20)
             .with_call_budget(std::time::Duration::from_millis(self.plugins.limits.call_budget_ms));
@@ -523,6 +562,7 @@ impl Spec {
             limits,
             memory,
             spill,
+            keep_runs: self.history.keep_runs,
             sources,
             silver: self.silver.clone(),
             gold: self.gold.clone(),

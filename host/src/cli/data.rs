@@ -67,6 +67,10 @@ pub(crate) struct Ingest {
     /// Tables landed at once.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Versions of each Bronze table kept (Delta time travel); older
+    /// versions' files are deleted.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(2..))]
+    keep_runs: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -84,7 +88,8 @@ pub(crate) fn ingest_command(args: Ingest) -> Result<(), Failure> {
     let run = Run::open(&args.lake)?;
     let _lock = run.lock()?;
     let memory = medallion_pipeline::MemoryBudget::default().bytes;
-    let summary = engine::land_bronze(&run, &sources, args.ingest_date.as_deref(), args.workers, memory)?;
+    let keep_runs = args.keep_runs as usize;
+    let summary = engine::land_bronze(&run, &sources, args.ingest_date.as_deref(), args.workers, memory, keep_runs)?;
     super::print::print_stage(&summary);
     Ok(())
 }

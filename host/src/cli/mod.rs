@@ -2,6 +2,7 @@
 //! exit codes. The only place that prints.
 
 mod data;
+mod lake;
 mod plugins;
 mod print;
 mod progress;
@@ -49,11 +50,20 @@ enum Command {
     /// Example: host run pipeline.yaml --ingest-date 2026-11-24
     /// Example: host run pipeline.yaml --from gold     (recompute Gold from the current Silver)
     Run(run::Run),
-    /// Print Hive DDL (CREATE EXTERNAL TABLE ... STORED AS PARQUET LOCATION ...)
-    /// for the committed Silver tables, for Hive, Spark or Trino.
+    /// Print table definitions of the committed Silver tables for Spark or
+    /// Trino (the Delta tables) or Hive (their symlink manifests); all stay
+    /// correct across runs.
     ///
-    /// Example: host hive-ddl pipeline.yaml --database silver | beeline -u jdbc:hive2://hive:10000
-    HiveDdl(run::HiveDdl),
+    /// Example: host ddl pipeline.yaml --engine spark | spark-sql --packages io.delta:delta-spark_2.12:3.3.2
+    /// Example: host ddl pipeline.yaml --engine hive --database silver | beeline -u jdbc:hive2://hive:10000
+    #[command(alias = "hive-ddl")]
+    Ddl(lake::Ddl),
+    /// The lake's Delta tables: their history, and converting a lake an
+    /// older host wrote.
+    ///
+    /// Example: host lake history pipeline.yaml silver
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
     /// Show the run log kept in the Gold store.
     ///
     /// Example: host runs pipeline.yaml --limit 5
@@ -116,7 +126,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Validate(args) => run::validate(args),
         Command::Run(args) => run::run(args),
         Command::Runs(args) => run::runs(args),
-        Command::HiveDdl(args) => run::hive_ddl(args),
+        Command::Ddl(args) => lake::ddl(args),
+        Command::Lake(command) => lake::run(command),
         Command::Serve(args) => serve::serve(args),
         Command::HashPassword(args) => serve::hash_password(args),
     };

@@ -10,15 +10,15 @@ use medallion_pipeline::{ConfigError, Plan, load};
 use medallion_plugin::Catalog;
 use medallion_store::redact;
 
+use super::Failure;
 use super::print::print_stage;
-use super::{Exit, Failure};
 
 /// Arguments shared by `validate` and `run`.
 #[derive(Debug, Args)]
 pub(crate) struct PipelineArgs {
     /// The pipeline file.
     #[arg(default_value = "pipeline.yaml")]
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Override a value: --set sources.dir=/data/2026-11-24 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -39,6 +39,12 @@ pub(crate) struct Run {
     /// default today (UTC) when Bronze runs, else the latest one landed.
     #[arg(long)]
     ingest_date: Option<String>,
+    /// Compute Gold from the Silver an earlier run committed (its id, as
+    /// `host runs` and `host lake history` show it) instead of the current
+    /// one: with `--only gold` or `--from gold`, while the lake keeps it
+    /// (history.keep_runs).
+    #[arg(long, value_name = "RUN_ID")]
+    silver_run: Option<String>,
     /// Print the plan and stop.
     #[arg(long)]
     dry_run: bool,
@@ -107,6 +113,11 @@ fn check_steps(file: &Path, plan: &Plan, catalog: &mut Option<Catalog>, gold: bo
 
 pub(crate) fn run(args: Run) -> Result<(), Failure> {
     let stages = Stage::selection(args.only.as_deref(), args.from.as_deref())?;
+    if args.silver_run.is_some() && stages != [Stage::Gold] {
+        return Err(Failure::config(
+            "--silver-run reads an earlier run's Silver for Gold: give it with --only gold or --from gold".to_owned(),
+        ));
+    }
     // Before the pipeline file is planned (which checks the sources exist).
     if let Some(date) = &args.ingest_date {
         engine::check_ingest_date(date)?;
@@ -124,7 +135,12 @@ pub(crate) fn run(args: Run) -> Result<(), Failure> {
     } else {
         Ok(())
     };
-    let options = RunOptions { stages, ingest_date: args.ingest_date.clone(), workers: engine::default_workers() };
+    let options = RunOptions {
+        stages,
+        ingest_date: args.ingest_date.clone(),
+        workers: engine::default_workers(),
+        silver_run: args.silver_run.clone(),
+    };
     let mut done = Vec::new();
     let outcome = outcome.and_then(|()| {
         let mut on_stage = |summary: &StageSummary| {
@@ -273,26 +289,4 @@ fn memory_line(run: &serde_json::Value) -> Option<String> {
         .map_or_else(|| "peak not recorded".to_owned(), |p| format!("peak {}", size_text(p)));
     let spill = run["spill"].as_str().unwrap_or("-");
     Some(format!("memory: {peak} of a {} budget; scratch folder {spill}", size_text(budget)))
-}
-
-/// Arguments of `host hive-ddl`.
-#[derive(Debug, Args)]
-pub(crate) struct HiveDdl {
-    #[command(flatten)]
-    pipeline: PipelineArgs,
-    /// The Hive database to create the tables in.
-    #[arg(long, default_value = "silver")]
-    database: String,
-}
-
-pub(crate) fn hive_ddl(args: HiveDdl) -> Result<(), Failure> {
-    let plan = plan_without_sources(&args.pipeline)?;
-    let lake =
-        medallion_lake::Lake::open(&plan.lake).map_err(|e| Failure { exit: Exit::Store, message: e.to_string() })?;
-    let ddl = silver::hive_ddl(&lake, &args.database).map_err(|e| match e {
-        silver::SilverError::Lake(e) => Failure { exit: Exit::Store, message: e.to_string() },
-        other => Failure::config(other.to_string()),
-    })?;
-    print!("{ddl}");
-    Ok(())
 }

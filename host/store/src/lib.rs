@@ -77,6 +77,9 @@ pub struct RunTable {
     pub reasons: BTreeMap<String, u64>,
     /// The plugin that produced it.
     pub plugin: Option<PluginUsed>,
+    /// The version of its Delta table in the lake (Bronze, Silver) that
+    /// this run committed.
+    pub delta_version: Option<u64>,
 }
 
 /// Which plugin produced a table: what the run log keeps of it.
@@ -102,6 +105,7 @@ impl RunTable {
             quarantined: 0,
             reasons: BTreeMap::new(),
             plugin: None,
+            delta_version: None,
         }
     }
 }

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS datamart.runs (
 CREATE TABLE IF NOT EXISTS datamart.run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
-    plugin_config TEXT, position SERIAL, PRIMARY KEY (run_id, stage, table_name));
+    plugin_config TEXT, position SERIAL, delta_version BIGINT, PRIMARY KEY (run_id, stage, table_name));
 CREATE TABLE IF NOT EXISTS datamart.run_stages (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
     peak_memory BIGINT, PRIMARY KEY (run_id, stage));
@@ -63,6 +63,10 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_schema = 'datamart' AND table_name = 'run_stages' AND column_name = 'peak_memory') THEN
         ALTER TABLE datamart.run_stages ADD COLUMN IF NOT EXISTS peak_memory BIGINT;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'datamart' AND table_name = 'run_tables' AND column_name = 'delta_version') THEN
+        ALTER TABLE datamart.run_tables ADD COLUMN IF NOT EXISTS delta_version BIGINT;
     END IF;
 END $$;";
 
@@ -199,8 +203,8 @@ async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Res
     tx.execute("DELETE FROM datamart.run_tables WHERE run_id = $1", &[&run.run_id]).await?;
     let insert = tx
         .prepare(
-            "INSERT INTO datamart.run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO datamart.run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config, delta_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
     for t in &run.tables {
@@ -208,8 +212,20 @@ async fn write_run(tx: &tokio_postgres::Transaction<'_>, run: &RunRecord) -> Res
         let config = plugin.map(|p| p.config.to_string());
         let (rows, quarantined, reasons) = (t.rows as i64, t.quarantined as i64, reasons_json(&t.reasons));
         let (name, version, sha256) = (plugin.map(|p| &p.name), plugin.map(|p| &p.version), plugin.map(|p| &p.sha256));
-        let params: [&(dyn ToSql + Sync); 10] =
-            [&run.run_id, &t.stage, &t.table, &rows, &quarantined, &reasons, &name, &version, &sha256, &config];
+        let delta_version = t.delta_version.map(|v| v as i64);
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &run.run_id,
+            &t.stage,
+            &t.table,
+            &rows,
+            &quarantined,
+            &reasons,
+            &name,
+            &version,
+            &sha256,
+            &config,
+            &delta_version,
+        ];
         tx.execute(&insert, &params).await?;
     }
     tx.execute("DELETE FROM datamart.run_stages WHERE run_id = $1", &[&run.run_id]).await?;
@@ -391,7 +407,7 @@ impl GoldStore for PostgresStore {
                 let run_id: String = run.get(0);
                 let tables = client
                     .query(
-                        "SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config
+                        "SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config, delta_version
                          FROM datamart.run_tables WHERE run_id = $1 ORDER BY position",
                         &[&run_id],
                     )
@@ -412,6 +428,7 @@ impl GoldStore for PostgresStore {
                             "plugin_version": r.get::<_, Option<String>>(6),
                             "plugin_sha256": r.get::<_, Option<String>>(7),
                             "plugin_config": config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok()),
+                            "delta_version": r.get::<_, Option<i64>>(9),
                         })
                     })
                     .collect();

@@ -32,15 +32,19 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_tables (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
-    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
+    plugin_config TEXT, delta_version BIGINT, PRIMARY KEY (run_id, stage, table_name));
 CREATE TABLE IF NOT EXISTS run_stages (
     run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL,
     peak_memory BIGINT, PRIMARY KEY (run_id, stage));";
 
 /// Columns the run log gained after its first version: a store from before
 /// them gets them when it is opened.
-const ADDED_COLUMNS: [(&str, &str, &str); 3] =
-    [("runs", "memory_budget", "BIGINT"), ("runs", "spill", "TEXT"), ("run_stages", "peak_memory", "BIGINT")];
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+    ("runs", "memory_budget", "BIGINT"),
+    ("runs", "spill", "TEXT"),
+    ("run_stages", "peak_memory", "BIGINT"),
+    ("run_tables", "delta_version", "BIGINT"),
+];
 
 /// Adds what [`ADDED_COLUMNS`] lists and `connection`'s run log lacks. A
 /// store up to date is only read (a run publishing elsewhere does not block
@@ -114,8 +118,8 @@ fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
     )?;
     tx.execute("DELETE FROM run_tables WHERE run_id = ?1", params![run.run_id])?;
     let mut insert = tx.prepare(
-        "INSERT INTO run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO run_tables (run_id, stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config, delta_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for t in &run.tables {
         let plugin = t.plugin.as_ref();
@@ -130,6 +134,7 @@ fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
             plugin.map(|p| &p.version),
             plugin.map(|p| &p.sha256),
             plugin.map(|p| p.config.to_string()),
+            t.delta_version.map(|v| v as i64),
         ])?;
     }
     tx.execute("DELETE FROM run_stages WHERE run_id = ?1", params![run.run_id])?;
@@ -250,7 +255,7 @@ impl GoldStore for SqliteStore {
             .map_err(|e| self.fail(e))?;
         let mut tables = self
             .connection
-            .prepare("SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config FROM run_tables WHERE run_id = ?1 ORDER BY rowid")
+            .prepare("SELECT stage, table_name, rows, quarantined, reasons, plugin, plugin_version, plugin_sha256, plugin_config, delta_version FROM run_tables WHERE run_id = ?1 ORDER BY rowid")
             .map_err(|e| self.fail(e))?;
         let mut stages = self
             .connection
@@ -278,6 +283,7 @@ impl GoldStore for SqliteStore {
                         "plugin_version": r.get::<_, Option<String>>(6)?,
                         "plugin_sha256": r.get::<_, Option<String>>(7)?,
                         "plugin_config": config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok()),
+                        "delta_version": r.get::<_, Option<i64>>(9)?,
                     }))
                 })
                 .and_then(|rows| rows.collect())

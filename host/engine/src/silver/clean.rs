@@ -170,18 +170,18 @@ impl TableBuilder<'_> {
     }
 }
 
-/// A quarantine file set being written: rows that carry `_reason`, counted
-/// by reason, in `<prefix>-NNNNN.parquet` files.
+/// A quarantine table being written: rows that carry `_reason`, counted by
+/// reason, in the Delta table `quarantine/silver/<table>/<kind>`.
 pub(super) struct Quarantine<'a> {
     builder: &'a TableBuilder<'a>,
-    prefix: &'static str,
+    kind: &'static str,
     writer: Option<PartWriter<'a>>,
     reasons: BTreeMap<String, u64>,
 }
 
 impl<'a> Quarantine<'a> {
-    pub(super) fn new(builder: &'a TableBuilder<'a>, prefix: &'static str) -> Self {
-        Quarantine { builder, prefix, writer: None, reasons: BTreeMap::new() }
+    pub(super) fn new(builder: &'a TableBuilder<'a>, kind: &'static str) -> Self {
+        Quarantine { builder, kind, writer: None, reasons: BTreeMap::new() }
     }
 
     /// Writes `batches`, counting their reasons.
@@ -192,17 +192,17 @@ impl<'a> Quarantine<'a> {
             let writer = self.writer.get_or_insert_with(|| {
                 PartWriter::new(
                     builder.lake,
-                    builder.folder("quarantine/silver"),
+                    format!("{}/{}", builder.folder("quarantine/silver"), self.kind),
                     batch.schema(),
                     4 << 20,
                     table_properties(builder.options.row_group_rows),
                 )
-                .with_prefix(self.prefix)
+                .with_suffix(&builder.options.run_id)
             });
-            let prefix = self.prefix;
+            let kind = self.kind;
             writer.write(batch).map_err(|e| match e {
                 LakeError::Parquet { message, .. } if message.contains("schema") => builder.engine_error(format!(
-                    "the `{prefix}` quarantine batches do not all have the same columns (from the cleaning plugin's `rejected` or `nulled` ports): {message}"
+                    "the `{kind}` quarantine batches do not all have the same columns (from the cleaning plugin's `rejected` or `nulled` ports): {message}"
                 )),
                 other => other.into(),
             })?;

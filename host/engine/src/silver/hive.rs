@@ -1,62 +1,89 @@
-//! Hive DDL over the committed Silver tables, for Hive, Spark or Trino.
+//! Table definitions over the committed Silver tables, for the engines that
+//! read the lake: Spark and Trino read the Delta tables themselves, Hive
+//! reads each table's symlink manifest (the current version's files).
 
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Schema};
+use medallion_lake::delta::{DeltaTable, SYMLINKS};
 use medallion_lake::{Lake, Manifest, ParquetTable};
 
 use super::{PARTITION, SilverError, ZONE};
 
-/// `CREATE EXTERNAL TABLE` statements for the committed Silver tables, so
-/// Hive, Spark or Trino can query the lake: one table per Silver table, its
-/// columns from its Parquet schema, its location the folder of the run that
-/// is committed now (run the statements again after each run; dropping an
-/// external table leaves its files alone).
-pub fn hive_ddl(lake: &Lake, database: &str) -> Result<String, SilverError> {
+/// The engine a definition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Spark with delta-spark: `CREATE TABLE ... USING DELTA LOCATION`.
+    Spark,
+    /// Trino's Delta Lake connector: `register_table`.
+    Trino,
+    /// Hive: external Parquet tables over the symlink manifests.
+    Hive,
+}
+
+/// Definitions of the committed Silver tables for `engine`, in `database`.
+/// All stay correct across runs: they name each table's stable folder, never
+/// a run's files (Hive's reads the manifest the host rewrites at each
+/// commit; run them again only when a table's columns change).
+pub fn table_ddl(lake: &Lake, database: &str, engine: Engine) -> Result<String, SilverError> {
     let manifest = Manifest::read(lake, ZONE, PARTITION)?.ok_or_else(|| {
         SilverError::Config(format!("no Silver in {}\n  hint: build it with `host run pipeline.yaml`", lake.url()))
     })?;
-    let base = lake_location(lake.url());
     let mut ddl = format!(
-        "-- Silver tables of {} (run {}, committed {})\nCREATE DATABASE IF NOT EXISTS {database};\n",
+        "-- Silver tables of {} for {} (run {}, committed {})\n",
         lake.url(),
+        match engine {
+            Engine::Spark => "Spark with delta-spark",
+            Engine::Trino =>
+                "Trino's Delta Lake connector (catalog `delta`, delta.register-table-procedure.enabled=true)",
+            Engine::Hive => "Hive (the current version, through each table's symlink manifest)",
+        },
         manifest.run_id,
         manifest.committed_at
     );
+    ddl.push_str(&match engine {
+        Engine::Trino => format!("CREATE SCHEMA IF NOT EXISTS delta.{database};\n"),
+        Engine::Spark | Engine::Hive => format!("CREATE DATABASE IF NOT EXISTS {database};\n"),
+    });
     for (table, files) in &manifest.tables {
-        let Some(first) = files.files.first() else { continue };
-        let parquet = ParquetTable::open(lake, std::slice::from_ref(first), Arc::new(Schema::empty()))?;
-        let columns: Vec<String> = parquet
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| format!("  `{}` {}", f.name(), hive_type(f.data_type())))
-            .collect();
-        let folder = first.rsplit_once('/').map_or(first.as_str(), |(folder, _)| folder);
-        ddl.push_str(&format!(
-            "\nDROP TABLE IF EXISTS {database}.{table};\nCREATE EXTERNAL TABLE {database}.{table} (\n{}\n)\nSTORED AS PARQUET\nLOCATION '{base}/{folder}';\n",
-            columns.join(",\n")
-        ));
+        let root = format!("{ZONE}/{table}");
+        if !DeltaTable::new(lake, &root).exists()? {
+            return Err(SilverError::Config(format!(
+                "Silver table `{table}` in {} is not a Delta table yet (written by an older host)\n  hint: `host lake convert pipeline.yaml` converts the lake",
+                lake.url()
+            )));
+        }
+        let location = lake.location(&root);
+        match engine {
+            Engine::Spark => ddl.push_str(&format!(
+                "\nCREATE TABLE IF NOT EXISTS {database}.{table} USING DELTA LOCATION '{location}';\n"
+            )),
+            Engine::Trino => ddl.push_str(&format!(
+                "\nCALL delta.system.register_table(schema_name => '{database}', table_name => '{table}', table_location => '{location}');\n"
+            )),
+            Engine::Hive => {
+                let Some(first) = files.files.first() else { continue };
+                let parquet = ParquetTable::open(lake, std::slice::from_ref(first), Arc::new(Schema::empty()))?;
+                let columns: Vec<String> = parquet
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("  `{}` {}", f.name(), hive_type(f.data_type())))
+                    .collect();
+                ddl.push_str(&format!(
+                    "\nDROP TABLE IF EXISTS {database}.{table};\nCREATE EXTERNAL TABLE {database}.{table} (\n{}\n)\nROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION '{location}/{SYMLINKS}';\n",
+                    columns.join(",\n")
+                ));
+            }
+        }
     }
     Ok(ddl)
 }
 
-/// The lake's URL as Hive wants a location: a scheme always.
-fn lake_location(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    if url.contains("://") {
-        return url.to_owned();
-    }
-    // A path: absolute, as a location read by another program must be.
-    let absolute = std::path::absolute(url).unwrap_or_else(|_| std::path::PathBuf::from(url));
-    let absolute = absolute.to_string_lossy();
-    format!("file://{}", absolute.trim_start_matches("./").replace("/./", "/"))
-}
-
 fn hive_type(data_type: &DataType) -> &'static str {
     match data_type {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => "INT",
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "BIGINT",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "INT",
+        DataType::Int64 => "BIGINT",
         DataType::Float32 => "FLOAT",
         DataType::Float64 => "DOUBLE",
         DataType::Date32 => "DATE",

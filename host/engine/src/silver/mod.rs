@@ -23,17 +23,19 @@
 //! A `sql` table reads the tables it names back from the lake (only the
 //! columns its query names) and runs its query with polars.
 //!
-//! Quarantine, per table under `quarantine/silver/<table>/current/run=<id>/`:
-//! `clean-*.parquet` holds the rows the plugin rejected with their original
-//! Bronze values, `_reason` and `_row`; `checks-*.parquet` the rows the
-//! relational checks rejected, with their cleaned values, `_reason` and `_row`;
-//! `nulled-*.parquet` the values that did not parse and became null (`_row`,
-//! column, value, `_reason`), so that nothing is lost.
+//! Quarantine, per table, three Delta tables under `quarantine/silver/<table>/`:
+//! `clean` holds the rows the plugin rejected with their original Bronze
+//! values, `_reason` and `_row`; `checks` the rows the relational checks
+//! rejected, with their cleaned values, `_reason` and `_row`; `nulled` the
+//! values that did not parse and became null (`_row`, column, value,
+//! `_reason`), so that nothing is lost.
 //!
 //! Conservation: Bronze rows = Silver rows + quarantined rows, per table; a
-//! run where it does not hold fails. The whole zone is published by one
-//! commit (`silver/_commits/current.json`), so readers see the previous
-//! Silver or the new one.
+//! run where it does not hold fails. Each table is a Delta table
+//! (`silver/<table>`), committed as a new version once every table is
+//! built; then the zone's manifest (`silver/_commits/current.json`) names
+//! the versions of this run, so the host's readers see the previous Silver
+//! or the new one.
 //!
 //! Not for: what the rules are (the plugins' config and `pipeline.yaml` say
 //! that); the host knows no table by name.
@@ -59,7 +61,7 @@ use polars::prelude::DataFrame;
 
 use crate::frame;
 
-pub use hive::hive_ddl;
+pub use hive::{Engine, table_ddl};
 use rules::{ParentIndex, Rules};
 use write::{Indexes, TableWriter};
 
@@ -94,6 +96,8 @@ pub struct SilverOptions {
     /// `medallion_common::scratch`): the tables a SQL table reads, copied
     /// from an HDFS lake.
     pub scratch: std::path::PathBuf,
+    /// Versions of each Silver table kept (see `history.keep_runs`).
+    pub keep_runs: usize,
 }
 
 /// What building Silver did.
@@ -125,6 +129,8 @@ pub struct SilverTableReport {
     pub plugin: Option<PluginUsed>,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// The version of its Delta table committed.
+    pub delta_version: Option<u64>,
 }
 
 /// A cleaning step streams Bronze through its plugin: it cannot give the
@@ -272,7 +278,10 @@ pub fn build(
     report.tables.sort_by_key(|t| order.iter().position(|name| *name == t.table));
     medallion_common::cancel::check()?;
     manifest.committed_at = medallion_common::date::rfc3339(now_micros());
-    manifest.commit(lake, ZONE, PARTITION)?;
+    manifest.commit(lake, ZONE, PARTITION, options.keep_runs)?;
+    for table in &mut report.tables {
+        table.delta_version = manifest.version_of(&format!("{ZONE}/{}", table.table));
+    }
     Ok(report)
 }
 
@@ -421,8 +430,9 @@ struct TableBuilder<'a> {
 }
 
 impl TableBuilder<'_> {
+    /// The folder of the table's Delta table in `zone`.
     fn folder(&self, zone: &str) -> String {
-        format!("{zone}/{}/{PARTITION}/run={}", self.name, self.options.run_id)
+        format!("{zone}/{}", self.name)
     }
 
     fn engine_error(&self, e: impl std::fmt::Display) -> SilverError {
@@ -522,9 +532,18 @@ impl TableBuilder<'_> {
                 config: step.config.clone(),
             }),
             seconds: 0.0,
+            delta_version: None,
         };
         let source = format!("bronze/{from}/{}", self.options.bronze_partition);
-        let files = TableFiles { source, files: written.files, rows, quarantine_files, quarantined, reasons };
+        let files = TableFiles {
+            source,
+            files: written.files,
+            rows,
+            quarantine_files,
+            quarantined,
+            reasons,
+            versions: BTreeMap::new(),
+        };
         Ok(BuiltTable { files, report, indexes: written.indexes })
     }
 
@@ -585,6 +604,7 @@ impl TableBuilder<'_> {
             quarantine_files: Vec::new(),
             quarantined: 0,
             reasons: BTreeMap::new(),
+            versions: BTreeMap::new(),
         };
         Ok(BuiltTable { files, report, indexes: written.indexes })
     }

@@ -49,7 +49,8 @@ impl<'a> TableWriter<'a> {
             })
             .collect::<Result<_, _>>()?;
         let properties = table_properties(builder.options.row_group_rows);
-        let files = PartWriter::new(builder.lake, builder.folder(ZONE), schema.clone(), ROWS_PER_FILE, properties);
+        let files = PartWriter::new(builder.lake, builder.folder(ZONE), schema.clone(), ROWS_PER_FILE, properties)
+            .with_suffix(&builder.options.run_id);
         Ok(TableWriter { builder, schema, files, indexes })
     }
 

@@ -356,6 +356,12 @@ fn other_engines_read_the_lake_as_the_host_does(url: &str, engines: &[&str]) {
 
 mod local {
     #[test]
+    fn a_lake_of_manifests_is_converted_with_nothing_lost() {
+        let dir = medallion_tests::temp_dir();
+        super::a_lake_of_manifests_is_converted_with_nothing_lost(&format!("file://{}", dir.path().display()));
+    }
+
+    #[test]
     fn other_engines_read_the_lake_as_the_host_does() {
         let dir = medallion_tests::temp_dir();
         let url = format!("file://{}", dir.path().display());
@@ -364,6 +370,12 @@ mod local {
 }
 
 mod hdfs {
+    #[test]
+    fn a_lake_of_manifests_is_converted_with_nothing_lost() {
+        let url = format!("{}/tests/convert-{}", medallion_tests::hdfs::mini_hdfs().url, std::process::id());
+        super::a_lake_of_manifests_is_converted_with_nothing_lost(&url);
+    }
+
     #[test]
     fn other_engines_read_the_lake_as_the_host_does() {
         let url = format!("{}/tests/delta-{}", medallion_tests::hdfs::mini_hdfs().url, std::process::id());
@@ -376,12 +388,9 @@ mod hdfs {
 /// folders) is converted, nothing lost: every committed file keeps its rows
 /// under a Delta table, the manifests name the new files, the old ones go,
 /// and the old runs become the tables' first versions.
-#[test]
-fn a_lake_of_manifests_is_converted_with_nothing_lost() {
+fn a_lake_of_manifests_is_converted_with_nothing_lost(url: &str) {
     use medallion_lake::{Manifest, PartWriter, TableFiles, table_properties};
-    let dir = temp_dir();
-    let url = format!("file://{}", dir.path().display());
-    let lake = Lake::open(&url).unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::open(url).unwrap_or_else(|e| panic!("{e}"));
     let batch = |n: i64| {
         let ids: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..n));
         let names: arrow_array::ArrayRef =
@@ -400,8 +409,7 @@ fn a_lake_of_manifests_is_converted_with_nothing_lost() {
         rows,
         quarantine_files,
         quarantined,
-        reasons: BTreeMap::new(),
-        versions: BTreeMap::new(),
+        ..TableFiles::default()
     };
     // Two Bronze dates and a Silver, as the host before Delta wrote them.
     for (date, run, rows) in [("2026-11-22", "old-a", 3), ("2026-11-23", "old-b", 5)] {
@@ -427,13 +435,15 @@ fn a_lake_of_manifests_is_converted_with_nothing_lost() {
     let json = serde_json::to_vec(&manifest).unwrap_or_else(|e| panic!("{e}"));
     lake.put("silver/_commits/current.json", json).unwrap_or_else(|e| panic!("{e}"));
 
-    let pipeline = arg(&repo_root().join("pipeline.yaml"));
-    let converted = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["lake", "convert", &pipeline])
-        .env("MEDALLION_LAKE", &url)
-        .env("MEDALLION_SOURCES", shared_home())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let convert = || {
+        Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["lake", "convert", &arg(&repo_root().join("pipeline.yaml"))])
+            .env("MEDALLION_LAKE", url)
+            .env("MEDALLION_SOURCES", shared_home())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let converted = convert();
     assert!(converted.status.success(), "{}", text(&converted).1);
     let (stdout, stderr) = text(&converted);
     assert!(stderr.contains("converting a partition published by an older host"), "{stderr}");
@@ -464,12 +474,7 @@ fn a_lake_of_manifests_is_converted_with_nothing_lost() {
     // The old files are gone; converting again changes nothing.
     let left: Vec<String> = data_files(&lake).into_iter().filter(|f| f.contains("run=")).collect();
     assert!(left.is_empty(), "{left:?}");
-    let again = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["lake", "convert", &pipeline])
-        .env("MEDALLION_LAKE", &url)
-        .env("MEDALLION_SOURCES", shared_home())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = convert();
     assert!(again.status.success(), "{}", text(&again).1);
     assert_eq!(orders.versions().unwrap_or_else(|e| panic!("{e}")).len(), 2, "nothing converted twice");
 }

@@ -336,14 +336,21 @@ fn ddl_describes_the_committed_silver_tables_for_each_engine() {
     assert_eq!(spark.matches("USING DELTA").count(), 6, "{spark}");
     let trino = ddl("trino");
     assert!(trino.contains("CALL delta.system.register_table(schema_name => 'silver', table_name => 'fact_order_items', table_location => 'file://"), "{trino}");
-    // Hive reads the symlink manifest, which each commit rewrites: the
-    // definition stays right across runs.
+    // Hive through Delta's connector, over the table's folder.
+    let columns = "(\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)";
     let hive = ddl("hive");
     let items = format!(
-        "CREATE EXTERNAL TABLE silver.fact_order_items (\n  `order_item_id` BIGINT,\n  `order_id` BIGINT,\n  `product_id` BIGINT,\n  `quantity` BIGINT,\n  `unit_price` DOUBLE,\n  `order_date` DATE,\n  `line_amount` DOUBLE\n)\nROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION 'file://{lake}/silver/fact_order_items/_symlink_format_manifest';"
+        "CREATE EXTERNAL TABLE silver.fact_order_items {columns}\nSTORED BY 'io.delta.hive.DeltaStorageHandler'\nLOCATION 'file://{lake}/silver/fact_order_items';"
     );
     assert!(hive.contains(&items), "{hive}");
     assert_eq!(hive.matches("CREATE EXTERNAL TABLE").count(), 6, "{hive}");
+    // Presto reads the symlink manifest, which each commit rewrites: the
+    // definition stays right across runs.
+    let presto = ddl("presto");
+    let items = format!(
+        "CREATE EXTERNAL TABLE silver.fact_order_items {columns}\nROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION 'file://{lake}/silver/fact_order_items/_symlink_format_manifest';"
+    );
+    assert!(presto.contains(&items), "{presto}");
     let listed = std::fs::read_to_string(dir.path().join("silver/fact_order_items/_symlink_format_manifest/manifest"))
         .unwrap_or_else(|e| panic!("{e}"));
     let manifest = silver_manifest(&Lake::open(url).unwrap_or_else(|e| panic!("{e}")));

@@ -25,15 +25,30 @@ pub fn release_freed() {
     }
 }
 
-/// `bytes` for people: `1.4 GiB` from a GiB up, `512 MiB` below.
+/// `bytes` for people: `1.4 GiB` from a GiB up, `512 MiB` from a MiB up,
+/// `12.5 KiB` below (never a size shown as 0 that is not).
 pub fn size_text(bytes: u64) -> String {
     let gib = bytes as f64 / f64::from(1u32 << 30);
-    if gib >= 1.0 { format!("{gib:.1} GiB") } else { format!("{} MiB", bytes >> 20) }
+    if gib >= 1.0 {
+        format!("{gib:.1} GiB")
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(size_text(3 << 29), "1.5 GiB");
+        assert_eq!(size_text(512 << 20), "512 MiB");
+        assert_eq!(size_text(12_800), "12.5 KiB");
+        assert_eq!(size_text(0), "0.0 KiB");
+    }
 
     #[test]
     fn the_peak_is_at_least_what_was_touched() {

@@ -252,15 +252,7 @@ fn land(
     tracing::info!(table, rows, quarantined, "landed in bronze");
     let report = TableReport { table: table.to_owned(), rows, quarantined, bytes: bytes_read, delta_version: None };
     Ok((
-        TableFiles {
-            source: source_name,
-            files,
-            rows,
-            quarantine_files,
-            quarantined,
-            reasons: BTreeMap::new(),
-            versions: BTreeMap::new(),
-        },
+        TableFiles { source: source_name, files, rows, quarantine_files, quarantined, ..TableFiles::default() },
         report,
     ))
 }

@@ -461,10 +461,12 @@ impl<'a> DeltaTable<'a> {
         Ok(Prepared { version, text })
     }
 
-    /// Writes Hive's symlink manifests of the latest version: per partition,
-    /// `_symlink_format_manifest/[<column>=<value>/]manifest` lists its files
-    /// by their full location. A partition emptied is left with an empty list.
-    pub fn write_symlinks(&self) -> Result<(), LakeError> {
+    /// Writes the symlink manifests of the latest version (for Presto and
+    /// Athena): per partition, `_symlink_format_manifest/[<column>=<value>/]manifest`
+    /// lists its files by their full location; only `partition`'s
+    /// (`column=value`) when given, else every partition's. A partition
+    /// emptied is left with an empty list.
+    pub fn write_symlinks(&self, partition: Option<&str>) -> Result<(), LakeError> {
         let Some(snapshot) = self.snapshot(None)? else { return Ok(()) };
         let mut by_partition: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for file in snapshot.files.values() {
@@ -477,6 +479,9 @@ impl<'a> DeltaTable<'a> {
             by_partition.entry(folder.trim_end_matches('/').to_owned()).or_default();
         }
         for (folder, files) in by_partition {
+            if partition.is_some_and(|only| only != folder) {
+                continue;
+            }
             let path = match folder.as_str() {
                 "" => format!("{prefix}manifest"),
                 folder => format!("{prefix}{folder}/manifest"),
@@ -827,6 +832,37 @@ mod tests {
         let path = "ingest_date=2026-11-24/part-00000-20261124T010203.5Z-00042 x%.parquet";
         assert_eq!(encode(path), "ingest_date=2026-11-24/part-00000-20261124T010203.5Z-00042%20x%25.parquet");
         assert_eq!(decode(&encode(path)), path);
+    }
+
+    #[test]
+    fn a_partition_replaced_keeps_the_other_partitions_columns_and_refuses_a_type_change() {
+        let columns = |fields: Vec<Field>| schema_json(&Schema::new(fields), Some("ingest_date")).unwrap();
+        let before = columns(vec![Field::new("a", DataType::Utf8, false), Field::new("b", DataType::Int64, true)]);
+        let after = columns(vec![Field::new("a", DataType::Utf8, false), Field::new("c", DataType::Float64, false)]);
+        let merged: Value = serde_json::from_str(&merge_schemas(&before, &after).unwrap()).unwrap();
+        let names: Vec<(&str, bool)> = merged["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap(), f["nullable"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(names, [("a", false), ("b", true), ("ingest_date", true), ("c", true)]);
+        let retyped = columns(vec![Field::new("b", DataType::Utf8, true)]);
+        let error = merge_schemas(&before, &retyped).unwrap_err();
+        assert!(error.contains("column `b` was \"long\"") && error.contains("\"string\" now"), "{error}");
+        let clash =
+            schema_json(&Schema::new(vec![Field::new("INGEST_DATE", DataType::Utf8, true)]), Some("ingest_date"));
+        assert!(clash.unwrap_err().contains("partition column"));
+    }
+
+    #[test]
+    fn only_plain_names_name_tables() {
+        for good in ["orders", "dim_date", "T2"] {
+            assert!(check_table_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "_commits", "a/b", "..", "x y", "2fast", "naïve", "a-b"] {
+            assert!(check_table_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Manifest {
 }
 
 /// A table's files in one commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableFiles {
     /// Where its rows came from (a file name).
     pub source: String,
@@ -122,15 +122,13 @@ impl Manifest {
     /// A zone still published the old way (manifests only, files under
     /// `run=<id>/` folders) is converted first, once: see [`Manifest::convert`].
     pub fn commit(&mut self, lake: &Lake, zone: &str, partition: &str, keep_runs: usize) -> Result<(), LakeError> {
-        let mut roots = Self::convert(lake, zone)?;
+        let converted = Self::convert(lake, zone)?;
         // Every file written, none visible yet.
         medallion_common::faults::pause_at(&format!("commit-{zone}"));
-        for root in self.publish(lake, zone, partition)? {
-            if !roots.contains(&root) {
-                roots.push(root);
-            }
-        }
-        if let Err(e) = Self::tidy(lake, zone, &roots, keep_runs) {
+        let committed = self.publish(lake, zone, partition)?;
+        let tidied = Self::tidy(lake, zone, &converted, keep_runs, None)
+            .and_then(|()| Self::tidy(lake, zone, &committed, keep_runs, Some(partition)));
+        if let Err(e) = tidied {
             tracing::warn!(
                 zone,
                 partition,
@@ -201,10 +199,20 @@ impl Manifest {
         format!("{zone}/{RUNS}/{run_id}.json")
     }
 
-    /// After a commit: Hive's symlink manifests of the tables committed,
-    /// and their history trimmed (files of every committed manifest of the
-    /// zone are kept whatever their table's history says).
-    pub fn tidy(lake: &Lake, zone: &str, roots: &[String], keep_runs: usize) -> Result<(), LakeError> {
+    /// After a commit: the symlink manifests of the tables committed (of
+    /// `partition` only, when given), their history trimmed (files of every
+    /// committed manifest of the zone are kept whatever their table's
+    /// history says), and run manifests older than the history deleted.
+    pub fn tidy(
+        lake: &Lake,
+        zone: &str,
+        roots: &[String],
+        keep_runs: usize,
+        partition: Option<&str>,
+    ) -> Result<(), LakeError> {
+        if roots.is_empty() {
+            return Ok(());
+        }
         medallion_common::faults::fail_at("collect-garbage").map_err(|message| LakeError::Delta {
             url: lake.url().to_owned(),
             table: zone.to_owned(),
@@ -221,7 +229,10 @@ impl Manifest {
         let mut failed = None;
         for root in roots {
             let table = DeltaTable::new(lake, root);
-            let tidied = table.write_symlinks().and_then(|()| table.trim(keep_runs, &kept));
+            // The symlink manifests of the partition committed only (a
+            // zone of whole tables has one, named "").
+            let symlinks = partition.map(|p| if p.contains('=') { p } else { "" });
+            let tidied = table.write_symlinks(symlinks).and_then(|()| table.trim(keep_runs, &kept));
             match tidied {
                 Ok(trimmed) if trimmed.files > 0 => {
                     tracing::debug!(table = %root, files = trimmed.files, bytes = trimmed.bytes, "history trimmed");

@@ -227,7 +227,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let bytes = number * 1024f64.powi(power);
-    if !bytes.is_finite() || bytes < 1.0 {
+    if bytes.is_finite() && bytes < 1.0 {
+        return Err(format!("`{text}` is no memory at all\n  hint: give a size above zero, such as 4GiB or 512MiB"));
+    }
+    if !bytes.is_finite() {
         return Err(bad());
     }
     Ok(bytes as u64)

@@ -2,6 +2,7 @@
 //! `host ddl` (their definitions for other engines).
 
 use clap::{Args, Subcommand, ValueEnum};
+use medallion_common::memory::size_text;
 use medallion_engine::silver;
 use medallion_lake::Lake;
 use medallion_lake::delta::{self, DeltaTable};
@@ -54,7 +55,8 @@ pub(crate) struct Ddl {
     #[arg(long, default_value = "silver")]
     database: String,
     /// The engine: spark (delta-spark), trino (Delta Lake connector), hive
-    /// (external tables over the symlink manifests).
+    /// (Delta's Hive connector), presto (Presto, Athena, Trino's Hive
+    /// connector: external tables over the symlink manifests).
     #[arg(long, value_enum, default_value = "spark")]
     engine: EngineArg,
 }
@@ -64,6 +66,7 @@ enum EngineArg {
     Spark,
     Trino,
     Hive,
+    Presto,
 }
 
 fn lake_failure(e: impl std::fmt::Display) -> Failure {
@@ -135,7 +138,7 @@ fn history(args: History) -> Result<(), Failure> {
                 when.get(..19).unwrap_or(&when),
                 version.run_id.as_deref().unwrap_or("-"),
                 version.rows,
-                medallion_common::memory::size_text(version.bytes),
+                size_text(version.bytes),
                 if version.readable { "yes" } else { "no (trimmed)" }
             );
         }
@@ -144,8 +147,8 @@ fn history(args: History) -> Result<(), Failure> {
         println!(
             "\nkept: the last {} versions of each table (history.keep_runs); on disk {} in all, {} of them the current versions",
             plan.keep_runs,
-            medallion_common::memory::size_text(all_bytes),
-            medallion_common::memory::size_text(current_bytes)
+            size_text(all_bytes),
+            size_text(current_bytes)
         );
     }
     Ok(())
@@ -158,7 +161,7 @@ fn convert(args: Convert) -> Result<(), Failure> {
     let _lock = lake.lock(&run).map_err(lake_failure)?;
     for zone in ["bronze", "silver"] {
         let roots = medallion_lake::Manifest::convert(&lake, zone).map_err(lake_failure)?;
-        medallion_lake::Manifest::tidy(&lake, zone, &roots, plan.keep_runs).map_err(lake_failure)?;
+        medallion_lake::Manifest::tidy(&lake, zone, &roots, plan.keep_runs, None).map_err(lake_failure)?;
     }
     let tables = delta::find_tables(&lake).map_err(lake_failure)?;
     println!("{}: {} Delta tables ({})", lake.url(), tables.len(), tables.join(", "));
@@ -172,6 +175,7 @@ pub(crate) fn ddl(args: Ddl) -> Result<(), Failure> {
         EngineArg::Spark => silver::Engine::Spark,
         EngineArg::Trino => silver::Engine::Trino,
         EngineArg::Hive => silver::Engine::Hive,
+        EngineArg::Presto => silver::Engine::Presto,
     };
     let ddl = silver::table_ddl(&lake, &args.database, engine).map_err(|e| match e {
         silver::SilverError::Lake(e) => lake_failure(e),

@@ -51,8 +51,8 @@ enum Command {
     /// Example: host run pipeline.yaml --from gold     (recompute Gold from the current Silver)
     Run(run::Run),
     /// Print table definitions of the committed Silver tables for Spark or
-    /// Trino (the Delta tables) or Hive (their symlink manifests); all stay
-    /// correct across runs.
+    /// Trino (the Delta tables), Hive (Delta's connector) or Presto and
+    /// Athena (the symlink manifests); all stay correct across runs.
     ///
     /// Example: host ddl pipeline.yaml --engine spark | spark-sql --packages io.delta:delta-spark_2.12:3.3.2
     /// Example: host ddl pipeline.yaml --engine hive --database silver | beeline -u jdbc:hive2://hive:10000

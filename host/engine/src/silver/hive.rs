@@ -1,6 +1,7 @@
 //! Table definitions over the committed Silver tables, for the engines that
 //! read the lake: Spark and Trino read the Delta tables themselves, Hive
-//! reads each table's symlink manifest (the current version's files).
+//! through Delta's Hive connector, Presto and Athena through each table's
+//! symlink manifest (the current version's files).
 
 use std::sync::Arc;
 
@@ -17,14 +18,18 @@ pub enum Engine {
     Spark,
     /// Trino's Delta Lake connector: `register_table`.
     Trino,
-    /// Hive: external Parquet tables over the symlink manifests.
+    /// Hive with Delta's connector (`io.delta.hive.DeltaStorageHandler`).
     Hive,
+    /// Presto, Athena, Trino's Hive connector: external Parquet tables over
+    /// the symlink manifests.
+    Presto,
 }
 
 /// Definitions of the committed Silver tables for `engine`, in `database`.
 /// All stay correct across runs: they name each table's stable folder, never
-/// a run's files (Hive's reads the manifest the host rewrites at each
-/// commit; run them again only when a table's columns change).
+/// a run's files (Hive's connector reads the Delta log; Presto's tables
+/// read the symlink manifest the host rewrites at each commit). Run the
+/// Hive and Presto ones again when a table's columns change.
 pub fn table_ddl(lake: &Lake, database: &str, engine: Engine) -> Result<String, SilverError> {
     let manifest = Manifest::read(lake, ZONE, PARTITION)?.ok_or_else(|| {
         SilverError::Config(format!("no Silver in {}\n  hint: build it with `host run pipeline.yaml`", lake.url()))
@@ -36,14 +41,19 @@ pub fn table_ddl(lake: &Lake, database: &str, engine: Engine) -> Result<String, 
             Engine::Spark => "Spark with delta-spark",
             Engine::Trino =>
                 "Trino's Delta Lake connector (catalog `delta`, delta.register-table-procedure.enabled=true)",
-            Engine::Hive => "Hive (the current version, through each table's symlink manifest)",
+            Engine::Hive => "Hive with Delta's connector (ADD JAR delta-hive-assembly_2.12-<version>.jar first)",
+            Engine::Presto =>
+                "Presto, Athena or Trino's Hive connector (the current version, through each table's symlink manifest)",
         },
         manifest.run_id,
         manifest.committed_at
     );
     ddl.push_str(&match engine {
         Engine::Trino => format!("CREATE SCHEMA IF NOT EXISTS delta.{database};\n"),
-        Engine::Spark | Engine::Hive => format!("CREATE DATABASE IF NOT EXISTS {database};\n"),
+        Engine::Hive => format!(
+            "SET hive.input.format=io.delta.hive.HiveInputFormat;\nSET hive.tez.input.format=io.delta.hive.HiveInputFormat;\nCREATE DATABASE IF NOT EXISTS {database};\n"
+        ),
+        Engine::Spark | Engine::Presto => format!("CREATE DATABASE IF NOT EXISTS {database};\n"),
     });
     for (table, files) in &manifest.tables {
         let root = format!("{ZONE}/{table}");
@@ -61,7 +71,7 @@ pub fn table_ddl(lake: &Lake, database: &str, engine: Engine) -> Result<String, 
             Engine::Trino => ddl.push_str(&format!(
                 "\nCALL delta.system.register_table(schema_name => '{database}', table_name => '{table}', table_location => '{location}');\n"
             )),
-            Engine::Hive => {
+            Engine::Hive | Engine::Presto => {
                 let Some(first) = files.files.first() else { continue };
                 let parquet = ParquetTable::open(lake, std::slice::from_ref(first), Arc::new(Schema::empty()))?;
                 let columns: Vec<String> = parquet
@@ -70,8 +80,15 @@ pub fn table_ddl(lake: &Lake, database: &str, engine: Engine) -> Result<String, 
                     .iter()
                     .map(|f| format!("  `{}` {}", f.name(), hive_type(f.data_type())))
                     .collect();
+                let stored = if engine == Engine::Hive {
+                    format!("STORED BY 'io.delta.hive.DeltaStorageHandler'\nLOCATION '{location}'")
+                } else {
+                    format!(
+                        "ROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION '{location}/{SYMLINKS}'"
+                    )
+                };
                 ddl.push_str(&format!(
-                    "\nDROP TABLE IF EXISTS {database}.{table};\nCREATE EXTERNAL TABLE {database}.{table} (\n{}\n)\nROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'\nSTORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat'\nOUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\nLOCATION '{location}/{SYMLINKS}';\n",
+                    "\nDROP TABLE IF EXISTS {database}.{table};\nCREATE EXTERNAL TABLE {database}.{table} (\n{}\n)\n{stored};\n",
                     columns.join(",\n")
                 ));
             }

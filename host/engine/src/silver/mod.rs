@@ -542,7 +542,7 @@ impl TableBuilder<'_> {
             quarantine_files,
             quarantined,
             reasons,
-            versions: BTreeMap::new(),
+            ..TableFiles::default()
         };
         Ok(BuiltTable { files, report, indexes: written.indexes })
     }
@@ -597,15 +597,7 @@ impl TableBuilder<'_> {
             rows,
             ..SilverTableReport::default()
         };
-        let files = TableFiles {
-            source: "sql".to_owned(),
-            files: written.files,
-            rows,
-            quarantine_files: Vec::new(),
-            quarantined: 0,
-            reasons: BTreeMap::new(),
-            versions: BTreeMap::new(),
-        };
+        let files = TableFiles { source: "sql".to_owned(), files: written.files, rows, ..TableFiles::default() };
         Ok(BuiltTable { files, report, indexes: written.indexes })
     }
 }

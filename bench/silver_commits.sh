@@ -9,19 +9,22 @@
 # Usage: bench/silver_commits.sh SOURCES RUNS HOST_A PLUGINS_A HOST_B PLUGINS_B
 #   e.g. bench/silver_commits.sh /tmp/scale-1/sources 5 /tmp/host-before /tmp/plugins-before \
 #          "$CARGO_TARGET_DIR/release/host" dist/plugins
+# PIPELINE_A / PIPELINE_B: each build's pipeline file, when the change
+# touches it too (default: this repository's pipeline.yaml for both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 6 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -eq 6 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 sources="$1" runs="$2"
 work="${BENCH_DIR:-/tmp/medallion-bench}/silver-commits"
 rm -rf "$work" && mkdir -p "$work"
 
 run() { # NAME HOST PLUGINS STAGE ROUND
-    local out="$work/$1"
+    local out="$work/$1" pipeline
+    pipeline="$(if [ "$1" = a ]; then echo "${PIPELINE_A:-pipeline.yaml}"; else echo "${PIPELINE_B:-pipeline.yaml}"; fi)"
     mkdir -p "$out"
     MEDALLION_SOURCES="$sources" MEDALLION_PLUGINS="$3" MEDALLION_LAKE="$out/lake" \
         MEDALLION_GOLD="sqlite:$out/gold.db" \
-        "$2" run pipeline.yaml --only "$4" --ingest-date 2026-11-24 --report "$out/report.json" >"$out/log" 2>&1 \
+        "$2" run "$pipeline" --only "$4" --ingest-date 2026-11-24 --report "$out/report.json" >"$out/log" 2>&1 \
         || { cat "$out/log" >&2; exit 1; }
     [ "$4" = silver ] || return 0
     python3 - "$1" "$5" "$out/report.json" >>"$work/rounds" <<'PY'

@@ -125,9 +125,18 @@ impl Manifest {
         let converted = Self::convert(lake, zone)?;
         // Every file written, none visible yet.
         medallion_common::faults::pause_at(&format!("commit-{zone}"));
+        let started = std::time::Instant::now();
         let committed = self.publish(lake, zone, partition)?;
+        let published = started.elapsed().as_secs_f64();
         let tidied = Self::tidy(lake, zone, &converted, keep_runs, None)
             .and_then(|()| Self::tidy(lake, zone, &committed, keep_runs, Some(partition)));
+        tracing::debug!(
+            zone,
+            tables = committed.len(),
+            commit_s = format!("{published:.3}"),
+            tidy_s = format!("{:.3}", started.elapsed().as_secs_f64() - published),
+            "committed"
+        );
         if let Err(e) = tidied {
             tracing::warn!(
                 zone,

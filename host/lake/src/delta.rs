@@ -461,15 +461,57 @@ impl<'a> DeltaTable<'a> {
         Ok(Prepared { version, text })
     }
 
+    /// After a commit, from one reading of the log: writes the symlink
+    /// manifests of the latest version (of `partition` only, when given;
+    /// see below), then trims the history to the last `keep` versions:
+    /// deletes every Parquet file in the table's folder that none of them
+    /// references (older versions' files, and a killed run's), except
+    /// `also_keep` (lake-relative) and anything under a folder named `_...`
+    /// or `.…` (logs, manifests). The log stays whole: older versions are
+    /// listed, no longer readable.
+    pub fn tidy(
+        &self,
+        keep: usize,
+        also_keep: &BTreeSet<String>,
+        partition: Option<&str>,
+    ) -> Result<Trimmed, LakeError> {
+        let versions = self.versions()?;
+        let Some(&latest) = versions.last() else { return Ok(Trimmed::default()) };
+        let oldest_kept = (latest + 1).saturating_sub(keep.max(1) as u64);
+        let mut replay = Replay::default();
+        let mut referenced: BTreeSet<String> = BTreeSet::new();
+        for version in versions {
+            replay.apply(self, version, self.actions(version)?)?;
+            if version >= oldest_kept {
+                referenced.extend(replay.files.values().map(|f| f.in_lake(&self.root)));
+            }
+        }
+        self.write_symlinks(&replay.files, partition)?;
+        let mut trimmed = Trimmed::default();
+        for file in self.lake.list(&self.root)? {
+            // Only data files: never a log, a manifest, or anything of a
+            // table nested in this folder.
+            let inside = file.strip_prefix(&format!("{}/", self.root)).unwrap_or(&file);
+            let ours = inside.ends_with(".parquet")
+                && !inside.split('/').any(|part| part.starts_with('_') || part.starts_with('.'));
+            if !ours || referenced.contains(&file) || also_keep.contains(&file) {
+                continue;
+            }
+            trimmed.bytes += self.lake.size(&file).unwrap_or(0);
+            self.lake.delete(&file)?;
+            trimmed.files += 1;
+        }
+        Ok(trimmed)
+    }
+
     /// Writes the symlink manifests of the latest version (for Presto and
     /// Athena): per partition, `_symlink_format_manifest/[<column>=<value>/]manifest`
     /// lists its files by their full location; only `partition`'s
     /// (`column=value`) when given, else every partition's. A partition
     /// emptied is left with an empty list.
-    pub fn write_symlinks(&self, partition: Option<&str>) -> Result<(), LakeError> {
-        let Some(snapshot) = self.snapshot(None)? else { return Ok(()) };
+    fn write_symlinks(&self, files: &BTreeMap<String, AddFile>, partition: Option<&str>) -> Result<(), LakeError> {
         let mut by_partition: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for file in snapshot.files.values() {
+        for file in files.values() {
             let folder = partition_folder(&file.partition_values);
             by_partition.entry(folder).or_default().push(self.lake.location(&file.in_lake(&self.root)));
         }
@@ -493,41 +535,6 @@ impl<'a> DeltaTable<'a> {
             self.lake.put(&path, text.into_bytes())?;
         }
         Ok(())
-    }
-
-    /// Trims the history to the last `keep` versions: deletes every Parquet
-    /// file in the table's folder that none of them references (older
-    /// versions' files, and a killed run's), except `also_keep`
-    /// (lake-relative) and anything under a folder named `_...` or `.…`
-    /// (logs, manifests). The log stays whole: older versions are listed,
-    /// no longer readable.
-    pub fn trim(&self, keep: usize, also_keep: &BTreeSet<String>) -> Result<Trimmed, LakeError> {
-        let versions = self.versions()?;
-        let Some(&latest) = versions.last() else { return Ok(Trimmed::default()) };
-        let oldest_kept = (latest + 1).saturating_sub(keep.max(1) as u64);
-        let mut replay = Replay::default();
-        let mut referenced: BTreeSet<String> = BTreeSet::new();
-        for version in versions {
-            replay.apply(self, version, self.actions(version)?)?;
-            if version >= oldest_kept {
-                referenced.extend(replay.files.values().map(|f| f.in_lake(&self.root)));
-            }
-        }
-        let mut trimmed = Trimmed::default();
-        for file in self.lake.list(&self.root)? {
-            // Only data files: never a log, a manifest, or anything of a
-            // table nested in this folder.
-            let inside = file.strip_prefix(&format!("{}/", self.root)).unwrap_or(&file);
-            let ours = inside.ends_with(".parquet")
-                && !inside.split('/').any(|part| part.starts_with('_') || part.starts_with('.'));
-            if !ours || referenced.contains(&file) || also_keep.contains(&file) {
-                continue;
-            }
-            trimmed.bytes += self.lake.size(&file).unwrap_or(0);
-            self.lake.delete(&file)?;
-            trimmed.files += 1;
-        }
-        Ok(trimmed)
     }
 }
 

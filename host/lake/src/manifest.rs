@@ -241,7 +241,7 @@ impl Manifest {
             // The symlink manifests of the partition committed only (a
             // zone of whole tables has one, named "").
             let symlinks = partition.map(|p| if p.contains('=') { p } else { "" });
-            let tidied = table.write_symlinks(symlinks).and_then(|()| table.trim(keep_runs, &kept));
+            let tidied = table.tidy(keep_runs, &kept, symlinks);
             match tidied {
                 Ok(trimmed) if trimmed.files > 0 => {
                     tracing::debug!(table = %root, files = trimmed.files, bytes = trimmed.bytes, "history trimmed");

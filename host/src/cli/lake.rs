@@ -169,7 +169,12 @@ fn convert(args: Convert) -> Result<(), Failure> {
 }
 
 pub(crate) fn ddl(args: Ddl) -> Result<(), Failure> {
-    delta::check_table_name(&args.database).map_err(|e| Failure::config(format!("--database: {e}")))?;
+    if delta::check_table_name(&args.database).is_err() {
+        return Err(Failure::config(format!(
+            "--database `{}`: a database name is a letter, then letters, digits and `_`",
+            args.database
+        )));
+    }
     let lake = open(&args.pipeline)?;
     let engine = match args.engine {
         EngineArg::Spark => silver::Engine::Spark,

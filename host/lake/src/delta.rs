@@ -213,11 +213,6 @@ impl<'a> DeltaTable<'a> {
         DeltaTable { lake, root: root.trim_matches('/').to_owned() }
     }
 
-    /// Its folder, lake-relative.
-    pub fn root(&self) -> &str {
-        &self.root
-    }
-
     fn error(&self, message: impl Into<String>) -> LakeError {
         LakeError::Delta { url: self.lake.url().to_owned(), table: self.root.clone(), message: message.into() }
     }
@@ -291,35 +286,23 @@ impl<'a> DeltaTable<'a> {
             let actions = self.actions(version)?;
             let info = actions.iter().find_map(|a| a.get("commitInfo")).cloned().unwrap_or(Value::Null);
             replay.apply(self, version, actions)?;
-            let snapshot = replay.clone().finish(self, version)?;
+            let files = replay.files.values();
             history.push(Version {
                 version,
                 timestamp: info.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
                 run_id: info.get("userMetadata").and_then(Value::as_str).and_then(run_of).map(str::to_owned),
                 operation: info.get("operation").and_then(Value::as_str).unwrap_or("").to_owned(),
-                rows: snapshot.rows(),
-                bytes: snapshot.bytes(),
-                readable: snapshot.files.values().all(|f| present.contains(&f.in_lake(&self.root))),
+                rows: files.clone().filter_map(AddFile::rows).sum(),
+                bytes: files.clone().map(|f| f.size).sum(),
+                readable: files.clone().all(|f| present.contains(&f.in_lake(&self.root))),
             });
         }
         Ok(history)
     }
 
-    /// The version the run `run_id` committed, if it is in the log.
-    pub fn version_of_run(&self, run_id: &str) -> Result<Option<u64>, LakeError> {
-        Ok(self.history()?.into_iter().rev().find(|v| v.run_id.as_deref() == Some(run_id)).map(|v| v.version))
-    }
-
     /// The data files of a snapshot, lake-relative, in path order.
     pub fn files_of(&self, snapshot: &Snapshot) -> Vec<String> {
         snapshot.files.values().map(|f| f.in_lake(&self.root)).collect()
-    }
-
-    /// Commits `change` as the next version; returns it. The first commit
-    /// makes the table.
-    pub fn commit(&self, change: &Change<'_>) -> Result<u64, LakeError> {
-        let prepared = self.prepare(change)?;
-        self.write(prepared)
     }
 
     /// Writes a commit [`DeltaTable::prepare`] made: the one step that
@@ -575,7 +558,7 @@ fn run_of(user_metadata: &str) -> Option<&str> {
 }
 
 /// A log being replayed, version after version.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct Replay {
     protocol: Option<Protocol>,
     metadata: Option<Metadata>,

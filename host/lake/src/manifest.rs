@@ -122,14 +122,19 @@ impl Manifest {
     /// A zone still published the old way (manifests only, files under
     /// `run=<id>/` folders) is converted first, once: see [`Manifest::convert`].
     pub fn commit(&mut self, lake: &Lake, zone: &str, partition: &str, keep_runs: usize) -> Result<(), LakeError> {
-        let converted = Self::convert(lake, zone)?;
+        // The zone's manifests, read once: for the conversion, then for
+        // the files the trim keeps (with this one in its partition's place).
+        let mut manifests = Self::zone(lake, zone)?;
+        let converted = Self::convert(lake, zone, &mut manifests)?;
         // Every file written, none visible yet.
         medallion_common::faults::pause_at(&format!("commit-{zone}"));
         let started = std::time::Instant::now();
         let committed = self.publish(lake, zone, partition)?;
         let published = started.elapsed().as_secs_f64();
-        let tidied = Self::tidy(lake, zone, &converted, keep_runs, None)
-            .and_then(|()| Self::tidy(lake, zone, &committed, keep_runs, Some(partition)));
+        manifests.insert(partition.to_owned(), self.clone());
+        let kept = Self::files_of_all(&manifests);
+        let tidied = Self::tidy(lake, zone, &converted, keep_runs, None, &kept)
+            .and_then(|()| Self::tidy(lake, zone, &committed, keep_runs, Some(partition), &kept));
         tracing::debug!(
             zone,
             tables = committed.len(),
@@ -208,16 +213,35 @@ impl Manifest {
         format!("{zone}/{RUNS}/{run_id}.json")
     }
 
+    /// Every committed manifest of `zone`, by partition.
+    pub fn zone(lake: &Lake, zone: &str) -> Result<BTreeMap<String, Self>, LakeError> {
+        let mut manifests = BTreeMap::new();
+        for partition in Self::partitions(lake, zone)? {
+            if let Some(manifest) = Self::read(lake, zone, &partition)? {
+                manifests.insert(partition, manifest);
+            }
+        }
+        Ok(manifests)
+    }
+
+    /// Every file `manifests` name (data and quarantine).
+    pub fn files_of_all(manifests: &BTreeMap<String, Self>) -> BTreeSet<String> {
+        let tables = manifests.values().flat_map(|m| m.tables.values());
+        tables.flat_map(|t| t.files.iter().chain(&t.quarantine_files).cloned()).collect()
+    }
+
     /// After a commit: the symlink manifests of the tables committed (of
-    /// `partition` only, when given), their history trimmed (files of every
-    /// committed manifest of the zone are kept whatever their table's
-    /// history says), and run manifests older than the history deleted.
+    /// `partition` only, when given), their history trimmed (`kept`, the
+    /// files of every committed manifest of the zone, stay whatever their
+    /// table's history says), and run manifests older than the history
+    /// deleted.
     pub fn tidy(
         lake: &Lake,
         zone: &str,
         roots: &[String],
         keep_runs: usize,
         partition: Option<&str>,
+        kept: &BTreeSet<String>,
     ) -> Result<(), LakeError> {
         if roots.is_empty() {
             return Ok(());
@@ -227,21 +251,13 @@ impl Manifest {
             table: zone.to_owned(),
             message,
         })?;
-        let mut kept = BTreeSet::new();
-        for partition in Self::partitions(lake, zone)? {
-            if let Some(manifest) = Self::read(lake, zone, &partition)? {
-                for files in manifest.tables.values() {
-                    kept.extend(files.files.iter().chain(&files.quarantine_files).cloned());
-                }
-            }
-        }
         let mut failed = None;
         for root in roots {
             let table = DeltaTable::new(lake, root);
             // The symlink manifests of the partition committed only (a
             // zone of whole tables has one, named "").
             let symlinks = partition.map(|p| if p.contains('=') { p } else { "" });
-            let tidied = table.tidy(keep_runs, &kept, symlinks);
+            let tidied = table.tidy(keep_runs, kept, symlinks);
             match tidied {
                 Ok(trimmed) if trimmed.files > 0 => {
                     tracing::debug!(table = %root, files = trimmed.files, bytes = trimmed.bytes, "history trimmed");
@@ -268,11 +284,11 @@ impl Manifest {
     /// local lake), each manifest committed as its tables' first Delta
     /// version and rewritten with the new paths. The old files go when the
     /// tables' history is next trimmed ([`Manifest::tidy`]). Safe to repeat
-    /// if interrupted. Returns the Delta tables committed.
-    pub fn convert(lake: &Lake, zone: &str) -> Result<Vec<String>, LakeError> {
+    /// if interrupted. `manifests` are the zone's ([`Manifest::zone`]),
+    /// rewritten in place. Returns the Delta tables committed.
+    pub fn convert(lake: &Lake, zone: &str, manifests: &mut BTreeMap<String, Self>) -> Result<Vec<String>, LakeError> {
         let mut roots: Vec<String> = Vec::new();
-        for partition in Self::partitions(lake, zone)? {
-            let Some(mut manifest) = Self::read(lake, zone, &partition)? else { continue };
+        for (partition, manifest) in manifests.iter_mut() {
             let old: Vec<&String> = manifest
                 .tables
                 .values()
@@ -302,7 +318,7 @@ impl Manifest {
                     }
                 }
             }
-            for root in manifest.publish(lake, zone, &partition)? {
+            for root in manifest.publish(lake, zone, partition)? {
                 if !roots.contains(&root) {
                     roots.push(root);
                 }

@@ -4,8 +4,8 @@
 use clap::{Args, Subcommand, ValueEnum};
 use medallion_common::memory::size_text;
 use medallion_engine::silver;
-use medallion_lake::Lake;
 use medallion_lake::delta::{self, DeltaTable};
+use medallion_lake::{Lake, Manifest};
 
 use super::run::{PipelineArgs, plan_without_sources};
 use super::{Exit, Failure};
@@ -160,8 +160,10 @@ fn convert(args: Convert) -> Result<(), Failure> {
     let run = format!("convert-{}", std::process::id());
     let _lock = lake.lock(&run).map_err(lake_failure)?;
     for zone in ["bronze", "silver"] {
-        let roots = medallion_lake::Manifest::convert(&lake, zone).map_err(lake_failure)?;
-        medallion_lake::Manifest::tidy(&lake, zone, &roots, plan.keep_runs, None).map_err(lake_failure)?;
+        let mut manifests = Manifest::zone(&lake, zone).map_err(lake_failure)?;
+        let roots = Manifest::convert(&lake, zone, &mut manifests).map_err(lake_failure)?;
+        let kept = Manifest::files_of_all(&manifests);
+        Manifest::tidy(&lake, zone, &roots, plan.keep_runs, None, &kept).map_err(lake_failure)?;
     }
     let tables = delta::find_tables(&lake).map_err(lake_failure)?;
     println!("{}: {} Delta tables ({})", lake.url(), tables.len(), tables.join(", "));

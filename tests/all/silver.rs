@@ -406,3 +406,57 @@ fn nulled_values_sent_at_finish_fail_the_run_instead_of_being_dropped() {
     let lake = Lake::open(&url).unwrap();
     assert!(lake.get("silver/_commits/current.json").unwrap().is_none(), "Silver was published:\n{stderr}");
 }
+
+/// `limits.memory` far below Silver's keys: the bitmaps, position arrays
+/// and taken columns past the keys' share go to mapped files in the scratch
+/// folder, and every Silver table and quarantine file holds the same rows as
+/// a run whose keys stayed on the heap.
+#[test]
+fn keys_spilled_past_the_budget_give_the_same_silver() {
+    let sources = temp_dir();
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
+    let generated = crate::util::host(
+        shared_home(),
+        &["gen-data", "--scale", "0.02", "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    let plugins = plugins_folder();
+    let build = |budget: &[&str]| {
+        let (dir, url) = local_lake();
+        let mut args = vec!["--ingest-date", "2026-11-24"];
+        args.extend(budget);
+        let output = run_pipeline(sources.path(), &url, plugins.path(), &args);
+        assert!(output.status.success(), "{}", text(&output).1);
+        (dir, url, text(&output).0)
+    };
+    let (_heap_dir, heap, heap_out) = build(&[]);
+    let (spilled_dir, spilled, spilled_out) = build(&["--set", "limits.memory=1MiB"]);
+    assert!(!heap_out.contains("mapped files"), "{heap_out}");
+    assert!(spilled_out.contains("past their share of limits.memory went to mapped files"), "{spilled_out}");
+    let (heap, spilled) =
+        (Lake::open(&heap).unwrap_or_else(|e| panic!("{e}")), Lake::open(&spilled).unwrap_or_else(|e| panic!("{e}")));
+    let quarantine = |lake: &Lake, table: &str, kind: &str| {
+        let files: Vec<String> = silver_manifest(lake).tables[table]
+            .quarantine_files
+            .iter()
+            .filter(|f| f.contains(&format!("/{kind}/")))
+            .cloned()
+            .collect();
+        rows(&lake.read_parquet(&files).unwrap_or_else(|e| panic!("{e}")))
+    };
+    for table in ["dim_customers", "dim_products", "dim_date", "fact_orders", "fact_order_items", "fact_reviews"] {
+        let rows = silver_rows(&spilled, table);
+        assert!(!rows.is_empty(), "{table}");
+        assert_eq!(silver_rows(&heap, table), rows, "{table}");
+        assert_eq!(reasons(&heap, table), reasons(&spilled, table), "{table}");
+        for kind in ["clean", "checks", "nulled"] {
+            assert_eq!(quarantine(&heap, table, kind), quarantine(&spilled, table, kind), "{table} {kind}");
+        }
+    }
+    assert!(reasons(&spilled, "fact_order_items").contains_key("orphan_order"), "the parent check was exercised");
+    // The files were unlinked as they were mapped, and the scratch folder
+    // went with the run.
+    let scratch = spilled_dir.path().join("_scratch");
+    let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

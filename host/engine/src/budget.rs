@@ -40,6 +40,17 @@ pub fn query_parts(rows: u64, memory: u64) -> usize {
     rows.saturating_mul(QUERY_BYTES_PER_ROW).div_ceil(share).clamp(1, MOST_PARTS as u64) as usize
 }
 
+/// The part of the budget Silver's keys may hold on the heap (bitmaps and
+/// position arrays, and the columns children take from parents); the rest
+/// of them go to mapped files in the scratch folder. At scale 10 they are
+/// about 0.5 GiB: on the heap from a 2 GiB budget up.
+const KEY_SHARE: f64 = 0.25;
+
+/// Bytes of Silver's keys held on the heap, for a budget of `memory` bytes.
+pub fn key_memory(memory: u64) -> u64 {
+    (memory as f64 * KEY_SHARE) as u64
+}
+
 /// Rows per Parquet row group written, for a budget of `memory` bytes.
 /// Silver cleans a table a row group at a time, up to five row groups in
 /// flight per table (two per cleaning instance and the one being written)

@@ -555,6 +555,7 @@ fn build_silver(
         batch_rows: BATCH_ROWS,
         limits: plan.limits,
         row_group_rows: crate::budget::row_group_rows(plan.memory.bytes),
+        key_memory: crate::budget::key_memory(plan.memory.bytes),
         scratch,
         keep_runs: plan.keep_runs,
     };

@@ -64,4 +64,10 @@ fn print_silver(report: &SilverReport) {
         let nulled: Vec<String> = t.nulled.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
         println!("  nulled     {:<20} {} (values that did not parse; kept in quarantine)", t.table, nulled.join(", "));
     }
+    if report.keys_spilled > 0 {
+        println!(
+            "  keys       {} past their share of limits.memory went to mapped files in the scratch folder",
+            medallion_common::memory::size_text(report.keys_spilled)
+        );
+    }
 }

@@ -33,8 +33,24 @@ struct PortBatches {
 }
 
 /// Row groups cleaned ahead of the one being consumed, per worker: what
-/// bounds the memory of a table's cleaning (Bronze row groups are 1M rows).
+/// bounds the memory of a table's cleaning.
 const GROUPS_AHEAD_PER_WORKER: usize = 1;
+
+/// Row groups of the budget's size (`row_group_rows`) a table holds at once
+/// at most: two workers' two each and the one being consumed (see
+/// [`crate::budget::row_group_rows`]).
+const GROUPS_HELD: usize = 5;
+
+/// How many Bronze row groups a table cleans ahead of the one consumed, and
+/// with how many workers (at most `workers`): Bronze landed under a larger
+/// budget has larger row groups than this run's `row_group_rows`, so fewer
+/// of them are held, down to one worker and one group ahead.
+fn in_flight(groups: &[RowGroup], workers: usize, row_group_rows: usize) -> (usize, usize) {
+    let largest = groups.iter().map(|g| g.rows).max().unwrap_or(0).max(1);
+    let fit = ((GROUPS_HELD * row_group_rows) as u64 / largest).max(2) as usize;
+    let ahead = (workers * (1 + GROUPS_AHEAD_PER_WORKER)).min(fit - 1);
+    (workers.min(ahead), ahead)
+}
 
 impl TableBuilder<'_> {
     /// Runs the cleaning plugin over every row group, `workers` instances at
@@ -84,7 +100,7 @@ impl TableBuilder<'_> {
         let finish = |instance: Instance| self.refuse_late_rows(plugin, instance);
         let mut rejected = Quarantine::new(self, "clean");
         let mut nulled = Quarantine::new(self, "nulled");
-        let ahead = workers * (1 + GROUPS_AHEAD_PER_WORKER);
+        let (workers, ahead) = in_flight(groups, workers, self.options.row_group_rows);
         work::map_in_order(groups, workers, ahead, start, clean_group, finish, |_, group: PortBatches| {
             rejected.write(&group.rejected)?;
             nulled.write(&group.nulled)?;
@@ -275,4 +291,23 @@ fn data_columns(input: &ParquetTable) -> Vec<usize> {
         .filter(|(_, f)| !LINEAGE.contains(&f.name().as_str()))
         .map(|(i, _)| i)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bronze_row_groups_larger_than_the_budgets_are_fewer_at_once() {
+        let groups = |rows: u64| vec![RowGroup { file: String::new(), index: 0, rows, offset: 0 }; 8];
+        // Landed under this run's budget: two workers, four groups ahead.
+        assert_eq!(in_flight(&groups(1 << 19), 2, 1 << 19), (2, 4));
+        // Twice the budget's size: one worker, one group ahead (two held,
+        // four of the budget's size).
+        assert_eq!(in_flight(&groups(1 << 20), 2, 1 << 19), (1, 1));
+        // Smaller ones change nothing.
+        assert_eq!(in_flight(&groups(1 << 16), 2, 1 << 19), (2, 4));
+        assert_eq!(in_flight(&groups(1 << 20), 2, 1 << 16), (1, 1));
+        assert_eq!(in_flight(&[], 2, 1 << 16), (2, 4));
+    }
 }

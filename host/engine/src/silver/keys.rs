@@ -5,15 +5,20 @@
 //! positions (a map) over their range while the range is dense, and in a
 //! hash table once it is not; text keys in a hash table. Memory follows the
 //! number of keys, never the rows' other columns: 180 million dense integer
-//! keys are a 22 MB bitmap.
+//! keys are a 22 MB bitmap. Bitmaps and arrays past the keys' share of the
+//! budget are files in the scratch folder, mapped ([`Slab`]).
 
 use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 use foldhash::fast::RandomState;
+
+use super::spill::{KeyMemory, Slab};
 
 /// One key: a row's value in a key column.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +123,6 @@ const DENSE_START: u64 = 1 << 16;
 /// A set of keys. A null key is a value for [`KeySet::insert`] (the first
 /// null is new, the next ones are not) and never found by
 /// [`KeySet::contains`].
-#[derive(Default)]
 pub(super) struct KeySet {
     ints: IntSet,
     text: HashSet<Box<str>, RandomState>,
@@ -130,10 +134,10 @@ pub(super) struct KeySet {
 /// range grows to take in a key when it stays dense enough counting every
 /// key held, and then the hash set's keys inside it move in: a few outliers
 /// early on do not turn millions of dense keys into a hash table.
-#[derive(Default)]
 struct IntSet {
+    memory: Arc<KeyMemory>,
     lo: i64,
-    bits: Vec<u64>,
+    bits: Slab<u64>,
     /// Keys in `bits`.
     dense: u64,
     outside: HashSet<i64, RandomState>,
@@ -142,13 +146,19 @@ struct IntSet {
 }
 
 impl KeySet {
-    /// Adds `key`; true when it was not in the set.
-    pub(super) fn insert(&mut self, key: Key<'_>) -> bool {
-        match key {
+    /// An empty set whose bitmap lives where `memory` has room.
+    pub(super) fn new(memory: &Arc<KeyMemory>) -> KeySet {
+        KeySet { ints: IntSet::new(memory), text: HashSet::default(), null: false }
+    }
+
+    /// Adds `key`; true when it was not in the set. Fails only when a
+    /// bitmap cannot be spilled.
+    pub(super) fn insert(&mut self, key: Key<'_>) -> io::Result<bool> {
+        Ok(match key {
             Key::Null => !std::mem::replace(&mut self.null, true),
             Key::Text(text) => !self.text.contains(text) && self.text.insert(text.into()),
-            Key::Int(k) => self.ints.insert(k),
-        }
+            Key::Int(k) => self.ints.insert(k)?,
+        })
     }
 
     /// Whether `key` is in the set (a null key never is).
@@ -162,6 +172,17 @@ impl KeySet {
 }
 
 impl IntSet {
+    fn new(memory: &Arc<KeyMemory>) -> IntSet {
+        IntSet {
+            memory: memory.clone(),
+            lo: 0,
+            bits: Slab::default(),
+            dense: 0,
+            outside: HashSet::default(),
+            rebase_at: 0,
+        }
+    }
+
     fn offset(&self, k: i64) -> Option<u64> {
         let offset = u64::try_from(k.checked_sub(self.lo)?).ok()?;
         (offset < self.bits.len() as u64 * 64).then_some(offset)
@@ -183,12 +204,12 @@ impl IntSet {
         new
     }
 
-    fn insert(&mut self, k: i64) -> bool {
+    fn insert(&mut self, k: i64) -> io::Result<bool> {
         if let Some(offset) = self.offset(k) {
-            return self.set(offset);
+            return Ok(self.set(offset));
         }
         if self.outside.contains(&k) {
-            return false;
+            return Ok(false);
         }
         if self.bits.is_empty() {
             self.lo = k.div_euclid(64).saturating_mul(64);
@@ -197,7 +218,7 @@ impl IntSet {
         match fit(self.lo, self.bits.len() as u64 * 64, k, 64, held.saturating_mul(SET_BITS_PER_KEY)) {
             Fit::Grow { lo, span } => {
                 let shift = ((self.lo - lo) / 64) as usize;
-                let mut grown = vec![0u64; (span / 64) as usize];
+                let mut grown = Slab::zeroed(&self.memory, (span / 64) as usize)?;
                 grown[shift..shift + self.bits.len()].copy_from_slice(&self.bits);
                 (self.lo, self.bits) = (lo, grown);
                 let outside = std::mem::take(&mut self.outside);
@@ -216,16 +237,16 @@ impl IntSet {
             Fit::TooSparse => {
                 self.outside.insert(k);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
-                    self.rebase();
+                    self.rebase()?;
                 }
-                true
+                Ok(true)
             }
         }
     }
 
     /// Chooses the range again: the densest run of all the keys held (an
     /// early outlier had fixed it far from the rest).
-    fn rebase(&mut self) {
+    fn rebase(&mut self) -> io::Result<()> {
         let mut keys: Vec<i64> = self.outside.drain().collect();
         for (w, word) in self.bits.iter().enumerate() {
             let mut word = *word;
@@ -238,7 +259,8 @@ impl IntSet {
         let (from, to) = densest(&keys, (keys.len() as u64).saturating_mul(SET_BITS_PER_KEY));
         self.lo = keys[from].div_euclid(64).saturating_mul(64);
         let span = (keys[to - 1] as i128 - self.lo as i128 + 1) as u64;
-        self.bits = vec![0; span.next_multiple_of(64) as usize / 64];
+        self.bits = Slab::default();
+        self.bits = Slab::zeroed(&self.memory, span.next_multiple_of(64) as usize / 64)?;
         self.dense = 0;
         for (i, k) in keys.iter().enumerate() {
             if (from..to).contains(&i) {
@@ -248,6 +270,7 @@ impl IntSet {
             }
         }
         self.rebase_at = 2 * self.outside.len();
+        Ok(())
     }
 }
 
@@ -300,19 +323,19 @@ fn fit(lo: i64, span: u64, k: i64, unit: u64, limit: u64) -> Fit {
 
 /// Keys to positions (the row a key is on, counted from 0 over the table).
 /// A key found on several rows keeps its first; null keys are not kept.
-#[derive(Default)]
 pub(super) struct KeyMap {
     ints: IntMap,
     text: HashMap<Box<str>, u32, RandomState>,
 }
 
 /// Integer keys to positions: an array of positions over a dense range
-/// (slot `k - lo`, `NONE` when `k` is not held) and a hash map for the keys
-/// outside it, grown as [`IntSet`] is.
-#[derive(Default)]
+/// (slot `k - lo` holds the position plus one, 0 when `k` is not held, so
+/// that a new array is all zeroes) and a hash map for the keys outside it,
+/// grown as [`IntSet`] is.
 struct IntMap {
+    memory: Arc<KeyMemory>,
     lo: i64,
-    slots: Vec<u32>,
+    slots: Slab<u32>,
     /// Keys in `slots`.
     dense: u64,
     outside: HashMap<i64, u32, RandomState>,
@@ -320,24 +343,31 @@ struct IntMap {
     rebase_at: usize,
 }
 
-const NONE: u32 = u32::MAX;
+/// A slot of no key.
+const NONE: u32 = 0;
 
 impl KeyMap {
-    /// Notes that `key` is on row `position`, unless it was seen before;
-    /// false when it was (a null key is never kept, and always new).
-    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) -> bool {
-        debug_assert!(position != NONE);
-        match key {
+    /// An empty map whose array lives where `memory` has room.
+    pub(super) fn new(memory: &Arc<KeyMemory>) -> KeyMap {
+        KeyMap { ints: IntMap::new(memory), text: HashMap::default() }
+    }
+
+    /// Notes that `key` is on row `position` (below `u32::MAX`), unless it
+    /// was seen before; false when it was (a null key is never kept, and
+    /// always new). Fails only when an array cannot be spilled.
+    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) -> io::Result<bool> {
+        debug_assert!(position != u32::MAX);
+        Ok(match key {
             Key::Null => true,
             Key::Text(text) => {
                 if self.text.contains_key(text) {
-                    return false;
+                    return Ok(false);
                 }
                 self.text.insert(text.into(), position);
                 true
             }
-            Key::Int(k) => self.ints.insert(k, position),
-        }
+            Key::Int(k) => self.ints.insert(k, position)?,
+        })
     }
 
     /// The row `key` is on.
@@ -351,6 +381,17 @@ impl KeyMap {
 }
 
 impl IntMap {
+    fn new(memory: &Arc<KeyMemory>) -> IntMap {
+        IntMap {
+            memory: memory.clone(),
+            lo: 0,
+            slots: Slab::default(),
+            dense: 0,
+            outside: HashMap::default(),
+            rebase_at: 0,
+        }
+    }
+
     fn offset(&self, k: i64) -> Option<usize> {
         let offset = usize::try_from(k.checked_sub(self.lo)?).ok()?;
         (offset < self.slots.len()).then_some(offset)
@@ -358,23 +399,23 @@ impl IntMap {
 
     fn get(&self, k: i64) -> Option<u32> {
         match self.offset(k) {
-            Some(offset) => Some(self.slots[offset]).filter(|p| *p != NONE),
+            Some(offset) => self.slots[offset].checked_sub(1),
             None => self.outside.get(&k).copied(),
         }
     }
 
-    fn insert(&mut self, k: i64, position: u32) -> bool {
+    fn insert(&mut self, k: i64, position: u32) -> io::Result<bool> {
         if let Some(offset) = self.offset(k) {
             let slot = &mut self.slots[offset];
             if *slot != NONE {
-                return false;
+                return Ok(false);
             }
-            *slot = position;
+            *slot = position + 1;
             self.dense += 1;
-            return true;
+            return Ok(true);
         }
         if self.outside.contains_key(&k) {
-            return false;
+            return Ok(false);
         }
         if self.slots.is_empty() {
             self.lo = k;
@@ -383,14 +424,14 @@ impl IntMap {
         match fit(self.lo, self.slots.len() as u64, k, 1, held.saturating_mul(MAP_SLOTS_PER_KEY)) {
             Fit::Grow { lo, span } => {
                 let shift = (self.lo - lo) as usize;
-                let mut grown = vec![NONE; span as usize];
+                let mut grown = Slab::zeroed(&self.memory, span as usize)?;
                 grown[shift..shift + self.slots.len()].copy_from_slice(&self.slots);
                 (self.lo, self.slots) = (lo, grown);
                 let outside = std::mem::take(&mut self.outside);
                 for (key, at) in outside {
                     match self.offset(key) {
                         Some(offset) => {
-                            self.slots[offset] = at;
+                            self.slots[offset] = at + 1;
                             self.dense += 1;
                         }
                         None => {
@@ -403,19 +444,19 @@ impl IntMap {
             Fit::TooSparse => {
                 self.outside.insert(k, position);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
-                    self.rebase();
+                    self.rebase()?;
                 }
-                true
+                Ok(true)
             }
         }
     }
 
     /// As [`IntSet::rebase`].
-    fn rebase(&mut self) {
+    fn rebase(&mut self) -> io::Result<()> {
         let mut keys: Vec<(i64, u32)> = self.outside.drain().collect();
         for (offset, slot) in self.slots.iter().enumerate() {
             if *slot != NONE {
-                keys.push((self.lo + offset as i64, *slot));
+                keys.push((self.lo + offset as i64, *slot - 1));
             }
         }
         keys.sort_unstable();
@@ -423,23 +464,32 @@ impl IntMap {
         let (from, to) = densest(&values, (keys.len() as u64).saturating_mul(MAP_SLOTS_PER_KEY));
         drop(values);
         self.lo = keys[from].0;
-        self.slots = vec![NONE; (keys[to - 1].0 - self.lo + 1) as usize];
+        self.slots = Slab::default();
+        self.slots = Slab::zeroed(&self.memory, (keys[to - 1].0 - self.lo + 1) as usize)?;
         self.dense = 0;
         for (i, (k, at)) in keys.into_iter().enumerate() {
             if (from..to).contains(&i) {
-                self.slots[(k - self.lo) as usize] = at;
+                self.slots[(k - self.lo) as usize] = at + 1;
                 self.dense += 1;
             } else {
                 self.outside.insert(k, at);
             }
         }
         self.rebase_at = 2 * self.outside.len();
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both homes of the bitmaps and arrays: the heap, and files (a share of
+    /// nothing: every one spills).
+    fn memories() -> [(Arc<KeyMemory>, Option<tempfile::TempDir>); 2] {
+        let dir = tempfile::tempdir().unwrap();
+        [(KeyMemory::unbounded(), None), (KeyMemory::new(0, dir.path().join("keys")), Some(dir))]
+    }
 
     /// Keys that start dense and then jump far: both representations, and
     /// the switch between them, against a plain hash set.
@@ -453,25 +503,31 @@ mod tests {
 
     #[test]
     fn a_key_set_agrees_with_a_hash_set() {
-        let mut set = KeySet::default();
+        for (memory, _dir) in memories() {
+            a_key_set_agrees_with_a_hash_set_in(&memory);
+        }
+    }
+
+    fn a_key_set_agrees_with_a_hash_set_in(memory: &Arc<KeyMemory>) {
+        let mut set = KeySet::new(memory);
         let mut plain = std::collections::HashSet::new();
         for k in keys() {
-            assert_eq!(set.insert(Key::Int(k)), plain.insert(k), "inserting {k}");
+            assert_eq!(set.insert(Key::Int(k)).unwrap(), plain.insert(k), "inserting {k}");
         }
         for k in keys().into_iter().chain([-1, 7, 1_000_002, 42_000_000_000]) {
             assert_eq!(set.contains(Key::Int(k)), plain.contains(&k), "looking up {k}");
         }
         assert!(!set.ints.outside.is_empty(), "the far keys are outside the bitmap");
-        assert!(set.insert(Key::Null) && !set.insert(Key::Null) && !set.contains(Key::Null));
-        assert!(set.insert(Key::Text("a")) && !set.insert(Key::Text("a")) && set.contains(Key::Text("a")));
+        assert!(set.insert(Key::Null).unwrap() && !set.insert(Key::Null).unwrap() && !set.contains(Key::Null));
+        assert!(set.insert(Key::Text("a")).unwrap() && !set.insert(Key::Text("a")).unwrap() && set.contains(Key::Text("a")));
         assert!(!set.contains(Key::Text("b")));
     }
 
     #[test]
     fn dense_keys_stay_a_bitmap() {
-        let mut set = KeySet::default();
+        let mut set = KeySet::new(&KeyMemory::unbounded());
         for k in (0..1_000_000i64).rev().chain(1_000_000..2_000_000) {
-            assert!(set.insert(Key::Int(k + 500)));
+            assert!(set.insert(Key::Int(k + 500)).unwrap());
         }
         let IntSet { bits, dense, outside, .. } = &set.ints;
         assert_eq!((*dense, outside.len()), (2_000_000, 0));
@@ -481,11 +537,17 @@ mod tests {
 
     #[test]
     fn an_early_outlier_does_not_make_dense_keys_a_hash_set() {
-        let mut set = KeySet::default();
-        let mut map = KeyMap::default();
+        for (memory, _dir) in memories() {
+            an_early_outlier_does_not_make_dense_keys_a_hash_set_in(&memory);
+        }
+    }
+
+    fn an_early_outlier_does_not_make_dense_keys_a_hash_set_in(memory: &Arc<KeyMemory>) {
+        let mut set = KeySet::new(memory);
+        let mut map = KeyMap::new(memory);
         for (position, k) in [4_000_000_000_000i64, -7].into_iter().chain(1..1_000_000).enumerate() {
-            assert!(set.insert(Key::Int(k)));
-            assert!(map.insert(Key::Int(k), position as u32));
+            assert!(set.insert(Key::Int(k)).unwrap());
+            assert!(map.insert(Key::Int(k), position as u32).unwrap());
         }
         assert_eq!(set.ints.outside.len(), 1, "only the outlier is outside");
         assert!(set.ints.bits.len() * 64 < 4 * 1_000_000);
@@ -500,24 +562,30 @@ mod tests {
 
     #[test]
     fn a_key_map_keeps_each_keys_first_position() {
-        let mut map = KeyMap::default();
+        for (memory, _dir) in memories() {
+            a_key_map_keeps_each_keys_first_position_in(&memory);
+        }
+    }
+
+    fn a_key_map_keeps_each_keys_first_position_in(memory: &Arc<KeyMemory>) {
+        let mut map = KeyMap::new(memory);
         let mut plain = std::collections::HashMap::new();
         for (position, k) in keys().into_iter().enumerate() {
             let new = !plain.contains_key(&k);
-            assert_eq!(map.insert(Key::Int(k), position as u32), new, "inserting {k}");
+            assert_eq!(map.insert(Key::Int(k), position as u32).unwrap(), new, "inserting {k}");
             plain.entry(k).or_insert(position as u32);
         }
         for k in keys().into_iter().chain([-1, 7, 42_000_000_000]) {
             assert_eq!(map.get(Key::Int(k)), plain.get(&k).copied(), "looking up {k}");
         }
-        map.insert(Key::Null, 1);
+        map.insert(Key::Null, 1).unwrap();
         assert_eq!(map.get(Key::Null), None);
-        map.insert(Key::Text("x"), 4);
-        map.insert(Key::Text("x"), 5);
+        map.insert(Key::Text("x"), 4).unwrap();
+        map.insert(Key::Text("x"), 5).unwrap();
         assert_eq!(map.get(Key::Text("x")), Some(4));
-        let mut dense = KeyMap::default();
+        let mut dense = KeyMap::new(memory);
         for k in (0..10_000i64).rev() {
-            dense.insert(Key::Int(k), k as u32);
+            dense.insert(Key::Int(k), k as u32).unwrap();
         }
         assert!(dense.ints.outside.is_empty());
         assert_eq!(dense.get(Key::Int(1234)), Some(1234));

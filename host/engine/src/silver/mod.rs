@@ -44,6 +44,7 @@ mod clean;
 mod hive;
 mod keys;
 mod rules;
+mod spill;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +64,7 @@ use crate::frame;
 
 pub use hive::{Engine, table_ddl};
 use rules::{ParentIndex, Rules};
+use spill::KeyMemory;
 use write::{Indexes, TableWriter};
 
 /// The zone and the one partition Silver is published as (a snapshot).
@@ -96,6 +98,11 @@ pub struct SilverOptions {
     /// `medallion_common::scratch`): the tables a SQL table reads, copied
     /// from an HDFS lake.
     pub scratch: std::path::PathBuf,
+    /// Bytes of keys (the bitmaps and position arrays of de-duplication and
+    /// parent checks, the columns children take) held on the heap; past
+    /// them, keys go to mapped files in `scratch` (see
+    /// [`crate::budget::key_memory`]).
+    pub key_memory: u64,
     /// Versions of each Silver table kept (see `history.keep_runs`).
     pub keep_runs: usize,
 }
@@ -105,6 +112,9 @@ pub struct SilverOptions {
 pub struct SilverReport {
     /// Per table, in build order.
     pub tables: Vec<SilverTableReport>,
+    /// Bytes of keys that went to mapped files in the scratch folder, past
+    /// their share of the memory budget (0: all on the heap).
+    pub keys_spilled: u64,
 }
 
 /// What happened to one Silver table.
@@ -207,6 +217,7 @@ pub fn build(
         ))
     })?;
     let wanted = rules::wanted_indexes(spec);
+    let keys = KeyMemory::new(options.key_memory, options.scratch.join("keys"));
     let mut indexes: Indexes = HashMap::new();
     let mut report = SilverReport::default();
     let mut manifest =
@@ -233,9 +244,9 @@ pub fn build(
                     break;
                 };
                 let (indexes, built, done) = (indexes.clone(), manifest.clone(), done.clone());
-                let (bronze, wanted, stop) = (&bronze, &wanted, &stop);
+                let (bronze, wanted, stop, keys) = (&bronze, &wanted, &stop, &keys);
                 scope.spawn(move || {
-                    let context = Context { bronze, catalog, indexes: &indexes, wanted, built: &built, stop };
+                    let context = Context { bronze, catalog, indexes: &indexes, wanted, built: &built, stop, keys };
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         build_table(lake, spec, next, options, &context)
                     }))
@@ -276,6 +287,15 @@ pub fn build(
         return Err(e);
     }
     report.tables.sort_by_key(|t| order.iter().position(|name| *name == t.table));
+    report.keys_spilled = keys.mapped();
+    if report.keys_spilled > 0 {
+        tracing::info!(
+            "keys past their share of the memory budget ({}): {} in mapped files under {}",
+            medallion_common::memory::size_text(options.key_memory),
+            medallion_common::memory::size_text(report.keys_spilled),
+            options.scratch.join("keys").display()
+        );
+    }
     medallion_common::cancel::check()?;
     manifest.committed_at = medallion_common::date::rfc3339(now_micros());
     manifest.commit(lake, ZONE, PARTITION, options.keep_runs)?;
@@ -297,6 +317,7 @@ pub fn check(
 ) -> Result<HashMap<String, DataFrame>, (String, String)> {
     let order = spec.order().map_err(|e| ("silver.tables".to_owned(), e))?;
     let wanted = rules::wanted_indexes(spec);
+    let memory = KeyMemory::unbounded();
     let mut frames: HashMap<String, DataFrame> = HashMap::new();
     let mut indexes: Indexes = HashMap::new();
     for name in &order {
@@ -323,7 +344,7 @@ pub fn check(
                 if table.parents.iter().any(|p| !frames.contains_key(&p.table)) {
                     continue;
                 }
-                Rules::new(name, table, &schema, &indexes).map_err(|e| (at(""), e.to_string()))?.schema
+                Rules::new(name, table, &schema, &indexes, &memory).map_err(|e| (at(""), e.to_string()))?.schema
             }
             // A table over one that could not be checked cannot be either.
             (None, Some(_)) if spec.reads(name).iter().any(|read| !frames.contains_key(read)) => continue,
@@ -338,7 +359,7 @@ pub fn check(
             (None, None) => continue,
         };
         for ((parent, key), wanted) in wanted.iter().filter(|((parent, _), _)| parent == name) {
-            let index = ParentIndex::new(parent, key, &wanted.take, schema.clone())
+            let index = ParentIndex::new(parent, key, &wanted.take, schema.clone(), &memory)
                 .map_err(|e| (wanted.asked_by.clone(), e))?;
             indexes.insert((parent.clone(), key.clone()), Arc::new(index));
         }
@@ -374,6 +395,8 @@ struct Context<'a> {
     built: &'a Manifest,
     /// Raised when a table fails: the others stop at their next batch.
     stop: &'a std::sync::atomic::AtomicBool,
+    /// Where keys are held.
+    keys: &'a Arc<KeyMemory>,
 }
 
 /// Builds one Silver table, from Bronze or by SQL over the tables it reads.
@@ -386,7 +409,7 @@ fn build_table(
 ) -> Result<BuiltTable, SilverError> {
     let table = &spec.tables[name];
     let started = Instant::now();
-    let builder = TableBuilder { lake, name, options, stop: context.stop };
+    let builder = TableBuilder { lake, name, options, stop: context.stop, keys: context.keys };
     let mut built = match &table.from {
         Some(from) => {
             let bronze_files = context.bronze.tables.get(from).ok_or_else(|| {
@@ -427,6 +450,8 @@ struct TableBuilder<'a> {
     options: &'a SilverOptions,
     /// Raised when another table failed.
     stop: &'a std::sync::atomic::AtomicBool,
+    /// Where keys are held.
+    keys: &'a Arc<KeyMemory>,
 }
 
 impl TableBuilder<'_> {
@@ -475,7 +500,7 @@ impl TableBuilder<'_> {
             let started = Instant::now();
             let rules = match &mut rules {
                 Some(rules) => rules,
-                None => rules.insert(Rules::new(self.name, table, &first.schema(), context.indexes)?),
+                None => rules.insert(Rules::new(self.name, table, &first.schema(), context.indexes, self.keys)?),
             };
             let applied = rules.apply(&batches)?;
             rules_seconds += started.elapsed().as_secs_f64();
@@ -492,7 +517,7 @@ impl TableBuilder<'_> {
                 let schema = cleaned.declared.clone().ok_or_else(|| {
                     self.engine_error("the cleaning plugin declares no schema for `out` and emitted no batch")
                 })?;
-                Rules::new(self.name, table, &schema, context.indexes)?
+                Rules::new(self.name, table, &schema, context.indexes, self.keys)?
             }
         };
         let writer = match writer {

@@ -17,6 +17,7 @@ use medallion_pipeline::{SilverSpec, SilverTableSpec};
 use polars::prelude::{DataFrame, Engine, Expr, IntoLazy, LazyFrame, col};
 
 use super::keys::{Key, KeyColumn, KeyKind, KeyMap, KeySet};
+use super::spill::KeyMemory;
 use super::{REASON, SilverError};
 use crate::frame;
 
@@ -66,6 +67,7 @@ impl<'a> Rules<'a> {
         spec: &'a SilverTableSpec,
         cleaned: &SchemaRef,
         indexes: &'a HashMap<(String, String), Arc<ParentIndex>>,
+        memory: &Arc<KeyMemory>,
     ) -> Result<Rules<'a>, SilverError> {
         let config =
             |field: &str, message: String| SilverError::Config(format!("silver.tables.{table}.{field}: {message}"));
@@ -167,7 +169,7 @@ impl<'a> Rules<'a> {
         let mut rules = Rules {
             table,
             key,
-            seen: KeySet::default(),
+            seen: KeySet::new(memory),
             parents,
             rejected_schema: Arc::new(Schema::new(rejected_fields)),
             kept_schema,
@@ -284,7 +286,7 @@ impl<'a> Rules<'a> {
         for row in 0..rows {
             let mut reason = None;
             if let Some(key) = &key
-                && !self.seen.insert(key.get(row))
+                && !self.seen.insert(key.get(row)).map_err(|e| self.engine_error(e))?
             {
                 reason = Some("duplicate_key");
             }
@@ -380,6 +382,9 @@ pub(super) struct ParentIndex {
     kind: KeyKind,
     schema: SchemaRef,
     lookup: Lookup,
+    memory: Arc<KeyMemory>,
+    /// Bytes of the taken columns on the heap, counted in `memory`.
+    held: u64,
 }
 
 enum Lookup {
@@ -395,7 +400,13 @@ enum Lookup {
 impl ParentIndex {
     /// An empty index of `table`'s key column `key`, keeping the `take`
     /// columns; `schema` is the table's Silver schema.
-    pub(super) fn new(table: &str, key: &str, take: &[String], schema: SchemaRef) -> Result<ParentIndex, String> {
+    pub(super) fn new(
+        table: &str,
+        key: &str,
+        take: &[String],
+        schema: SchemaRef,
+        memory: &Arc<KeyMemory>,
+    ) -> Result<ParentIndex, String> {
         let has = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
         let at = schema.index_of(key).map_err(|_| {
             format!("parent `{table}` has no column `{key}` (it has {}); give the parent's key with `key:`", has())
@@ -407,7 +418,7 @@ impl ParentIndex {
             )
         })?;
         let lookup = if take.is_empty() {
-            Lookup::Set(KeySet::default())
+            Lookup::Set(KeySet::new(memory))
         } else {
             let take = take
                 .iter()
@@ -416,20 +427,22 @@ impl ParentIndex {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let chunks = take.iter().map(|_| Vec::new()).collect();
-            Lookup::Map { keys: KeyMap::default(), take, chunks, starts: Vec::new(), rows: 0 }
+            Lookup::Map { keys: KeyMap::new(memory), take, chunks, starts: Vec::new(), rows: 0 }
         };
-        Ok(ParentIndex { table: table.to_owned(), key: at, kind, schema, lookup })
+        Ok(ParentIndex { table: table.to_owned(), key: at, kind, schema, lookup, memory: memory.clone(), held: 0 })
     }
 
     /// Adds the parent's next Silver batch.
     pub(super) fn add(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let table = &self.table;
+        let spill_error = |e: std::io::Error| format!("could not spill the keys of `{table}` to the scratch folder: {e}");
         let keys = KeyColumn::new(batch.column(self.key))?;
         match &mut self.lookup {
             Lookup::Set(set) => {
                 // A null goes in as the set's one null, which `contains`
                 // never finds: a null is never a parent.
                 for row in 0..batch.num_rows() {
-                    set.insert(keys.get(row));
+                    set.insert(keys.get(row)).map_err(spill_error)?;
                 }
             }
             Lookup::Map { keys: map, take, chunks, starts, rows } => {
@@ -444,7 +457,7 @@ impl ParentIndex {
                                 self.table
                             )
                         })?;
-                    if !map.insert(keys.get(row), position) {
+                    if !map.insert(keys.get(row), position).map_err(spill_error)? {
                         return Err(format!(
                             "parent `{}` has the key {} on several rows, and a child takes columns from it: which row's? Give `{}` a `key:` (its later rows then go to quarantine as duplicate_key)",
                             self.table,
@@ -456,7 +469,7 @@ impl ParentIndex {
                 starts.push(*rows as u32);
                 *rows += batch.num_rows() as u64;
                 for (chunk, at) in chunks.iter_mut().zip(take.iter()) {
-                    chunk.push(batch.column(*at).clone());
+                    chunk.push(self.memory.keep(batch.column(*at), &mut self.held)?);
                 }
             }
         }
@@ -500,6 +513,12 @@ impl ParentIndex {
                 arrow_select::interleave::interleave(&arrays, &at)
             }
         }
+    }
+}
+
+impl Drop for ParentIndex {
+    fn drop(&mut self) {
+        self.memory.release(self.held);
     }
 }
 
@@ -646,14 +665,14 @@ mod tests {
         for (rows, batch_rows, seed) in [(5_000, 97, 1), (5_000, 5_000, 2), (20_000, 1_024, 3), (3, 1, 4)] {
             let mut indexes = HashMap::new();
             for (name, key, take, batch) in [("p", "pid", vec!["pdate".to_owned()], &p), ("q", "code", vec![], &q)] {
-                let mut index = ParentIndex::new(name, key, &take, batch.schema()).unwrap();
+                let mut index = ParentIndex::new(name, key, &take, batch.schema(), &KeyMemory::unbounded()).unwrap();
                 for start in (0..batch.num_rows()).step_by(64) {
                     index.add(&batch.slice(start, 64.min(batch.num_rows() - start))).unwrap();
                 }
                 indexes.insert((name.to_owned(), key.to_owned()), Arc::new(index));
             }
             let input = cleaned(rows, seed);
-            let mut rules = Rules::new("t", &spec, &input.schema(), &indexes).unwrap();
+            let mut rules = Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).unwrap();
             let (mut kept, mut rejected) = (Vec::new(), Vec::new());
             // Several batches at a time, as row groups arrive.
             let slices: Vec<RecordBatch> =
@@ -686,13 +705,13 @@ mod tests {
         for (name, key, take, batch) in [("p", "pid", vec!["pdate".to_owned()], &p), ("q", "code", vec![], &q)] {
             indexes.insert(
                 (name.to_owned(), key.to_owned()),
-                Arc::new(ParentIndex::new(name, key, &take, batch.schema()).unwrap()),
+                Arc::new(ParentIndex::new(name, key, &take, batch.schema(), &KeyMemory::unbounded()).unwrap()),
             );
         }
         let input = cleaned(10, 5);
         let refused = |spec: serde_json::Value| {
             let spec: SilverTableSpec = serde_json::from_value(spec).unwrap();
-            Rules::new("t", &spec, &input.schema(), &indexes).err().expect("refused").to_string()
+            Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).err().expect("refused").to_string()
         };
         let message = refused(serde_json::json!({ "key": "nope" }));
         assert!(message.contains("silver.tables.t.key") && message.contains("id, pid, code"), "{message}");
@@ -714,13 +733,13 @@ mod tests {
             serde_json::json!({ "derive": { "x": "qty * price + 1", "y": "UPPER(code)", "z": "2" } }),
         )
         .unwrap();
-        assert!(Rules::new("t", &spec, &input.schema(), &indexes).is_ok(), "row-by-row expressions pass");
-        let mut index = ParentIndex::new("p", "pid", &["pdate".to_owned()], p.schema()).unwrap();
+        assert!(Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).is_ok(), "row-by-row expressions pass");
+        let mut index = ParentIndex::new("p", "pid", &["pdate".to_owned()], p.schema(), &KeyMemory::unbounded()).unwrap();
         let twice = arrow_select::concat::concat_batches(&p.schema(), [&p.slice(0, 3), &p.slice(2, 1)]).unwrap();
         let message = index.add(&twice).expect_err("a repeated key refused");
         assert!(message.contains("the key 6 on several rows") && message.contains("`key:`"), "{message}");
-        let mut membership = ParentIndex::new("p", "pid", &[], p.schema()).unwrap();
+        let mut membership = ParentIndex::new("p", "pid", &[], p.schema(), &KeyMemory::unbounded()).unwrap();
         assert!(membership.add(&twice).is_ok(), "membership alone does not mind repeats");
-        assert!(ParentIndex::new("p", "missing", &[], p.schema()).err().unwrap().contains("give the parent's key"));
+        assert!(ParentIndex::new("p", "missing", &[], p.schema(), &KeyMemory::unbounded()).err().unwrap().contains("give the parent's key"));
     }
 }

@@ -43,7 +43,7 @@ impl<'a> TableWriter<'a> {
             .iter()
             .filter(|((table, _), _)| table == builder.name)
             .map(|((table, key), wanted)| {
-                ParentIndex::new(table, key, &wanted.take, schema.clone())
+                ParentIndex::new(table, key, &wanted.take, schema.clone(), builder.keys)
                     .map(|index| ((table.clone(), key.clone()), index))
                     .map_err(|e| SilverError::Config(format!("{}: {e}", wanted.asked_by)))
             })

@@ -173,14 +173,17 @@ fn normalise(cell: &str) -> String {
     }
 }
 
-fn psql(server: &Postgres, sql: &str) -> Vec<String> {
-    let psql = std::fs::read_dir("/usr/lib/postgresql")
+fn psql_binary() -> std::path::PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
         .ok()
         .and_then(|mut d| d.next())
         .and_then(Result::ok)
         .map(|e| e.path().join("bin/psql"))
-        .unwrap_or_else(|| "psql".into());
-    let output = Command::new(psql)
+        .unwrap_or_else(|| "psql".into())
+}
+
+fn psql(server: &Postgres, sql: &str) -> Vec<String> {
+    let output = Command::new(psql_binary())
         .args(["-X", "-A", "-t", "-F", "|", "-P", "null=∅", "-d", &server.url, "-c", sql])
         .output()
         .unwrap_or_else(|e| panic!("psql: {e}"));
@@ -725,4 +728,116 @@ fn an_old_postgresql_run_log_gains_the_memory_figures() {
         .replace("plugin_config TEXT,", "plugin_config TEXT, position SERIAL,");
     psql(&server, &format!("CREATE SCHEMA datamart; {old}"));
     an_old_run_log_gains_the_memory_figures(&setup, &server.url);
+}
+
+/// A report's session (`application_name` powerbi-report) that reads a Gold
+/// table in a transaction it keeps open, holding the table as PostgreSQL
+/// readers do, until dropped.
+struct OpenReport(std::process::Child);
+
+impl OpenReport {
+    fn start(server: &Postgres) -> OpenReport {
+        use std::io::Write;
+        let mut child = Command::new(psql_binary())
+            .args(["-X", "-q", "-d", &server.url])
+            .env("PGAPPNAME", "powerbi-report")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("psql: {e}"));
+        let stdin = child.stdin.as_mut().unwrap_or_else(|| panic!("no stdin"));
+        writeln!(stdin, "BEGIN; SELECT count(*) FROM datamart.dm_sales_daily;").unwrap_or_else(|e| panic!("{e}"));
+        stdin.flush().unwrap_or_else(|e| panic!("{e}"));
+        let holding = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                       WHERE a.application_name = 'powerbi-report' AND l.relation = 'datamart.dm_sales_daily'::regclass";
+        wait_for(server, holding, "the report holds its table");
+        OpenReport(child)
+    }
+}
+
+impl Drop for OpenReport {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `sql` (a count) until it is not 0.
+fn wait_for(server: &Postgres, sql: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql(server, sql) == ["0"] {
+        assert!(std::time::Instant::now() < deadline, "waited a minute for: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// No lock-out: a publish that finds a report holding a live Gold table
+/// waits for it two seconds at a time, other readers going through between
+/// tries, and publishes once the report lets go; when the report never does,
+/// the run fails after `gold.publish_wait_s`, naming the session, with
+/// nothing published.
+#[test]
+fn a_publish_waits_for_a_report_without_locking_readers_out() {
+    let setup = Setup::new("0.002");
+    let server = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    setup.run(&["--ingest-date", "2026-11-24"], &server.url);
+    let first = setup.runs(&server.url)[0]["run_id"].clone();
+    let days = psql(&server, "SELECT count(*) FROM datamart.dm_sales_daily");
+
+    let report = OpenReport::start(&server);
+    let publish = setup
+        .command(&["run", "--from", "gold", "--set", "gold.publish_wait_s=120"], &server.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run host: {e}"));
+    wait_for(
+        &server,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'",
+        "the publish waits for the report's table",
+    );
+    // Another reader of the same table, meanwhile: at most one try's wait.
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        assert_eq!(psql(&server, "SELECT count(*) FROM datamart.dm_sales_daily"), days);
+        let waited = asked.elapsed();
+        assert!(waited < std::time::Duration::from_millis(3_500), "a reader waited {waited:?}");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    drop(report);
+    let output = publish.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("waits for other sessions to let go of its tables") && log.contains("powerbi-report"),
+        "{log}"
+    );
+    let second = setup.runs(&server.url)[0].clone();
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_ne!(second["run_id"], first);
+    // The key's constraint has its usual name on the live table.
+    assert_eq!(
+        psql(&server, "SELECT conname FROM pg_constraint WHERE conrelid = 'datamart.dm_sales_daily'::regclass"),
+        ["dm_sales_daily_key"]
+    );
+
+    let _report = OpenReport::start(&server);
+    let output = setup.host(&["run", "--from", "gold", "--set", "gold.publish_wait_s=3"], &server.url);
+    let (_, log) = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{log}");
+    for part in
+        ["held by other sessions", "gold.publish_wait_s", "powerbi-report", "dm_sales_daily", "nothing was published"]
+    {
+        assert!(log.contains(part), "no {part:?} in: {log}");
+    }
+    let runs = setup.runs(&server.url);
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert_eq!(
+        psql(&server, "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1"),
+        [second["run_id"].as_str().unwrap_or_default()]
+    );
+    assert!(
+        psql(&server, "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_\\_new'") == ["0"],
+        "no staged table left"
+    );
 }

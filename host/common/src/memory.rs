@@ -12,7 +12,9 @@ pub fn peak_resident_bytes() -> Option<u64> {
 /// Gives the memory freed so far back to the system now rather than over
 /// the next seconds: jemalloc (the allocator under polars-ooc, the host's)
 /// keeps freed pages a while for reuse, and a stage that follows one which
-/// freed a lot would otherwise stack its own on them.
+/// freed a lot would otherwise stack its own on them. Where polars-ooc picks
+/// mimalloc instead (not Unix), nothing.
+#[cfg(all(unix, not(target_os = "emscripten")))]
 pub fn release_freed() {
     // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena.
     let name = c"arena.4096.purge";
@@ -24,6 +26,10 @@ pub fn release_freed() {
         tracing::debug!("jemalloc did not purge its arenas (error {status})");
     }
 }
+
+/// Where the allocator is not jemalloc: nothing to purge.
+#[cfg(not(all(unix, not(target_os = "emscripten"))))]
+pub fn release_freed() {}
 
 /// `bytes` for people: `1.4 GiB` from a GiB up, `512 MiB` from a MiB up,
 /// `12.5 KiB` below (never a size shown as 0 that is not).

@@ -309,7 +309,13 @@ pub fn run(
     crate::budget::apply(plan.memory.bytes, scratch.path());
     tracing::info!("memory budget {}; spilling to {}", plan.memory, scratch.path().display());
     let mut store = match &plan.gold_store {
-        Some(url) => Some(medallion_store::open(url)?),
+        Some(url) => {
+            let mut store = medallion_store::open(url)?;
+            if let Some(seconds) = plan.gold.publish_wait_s {
+                store.set_publish_wait(std::time::Duration::from_secs(seconds));
+            }
+            Some(store)
+        }
         None if options.stages.contains(&Stage::Gold) && !plan.gold.tables.is_empty() => {
             return Err(no_gold_store());
         }

@@ -152,6 +152,12 @@ impl SilverSpec {
 pub struct GoldSpec {
     /// Where Gold is stored: `sqlite:PATH` or `postgres://user@host:port/db`.
     pub store: Option<String>,
+    /// PostgreSQL: how long, in seconds, a publish waits in all for other
+    /// sessions (a report's open transaction) to let go of the live tables
+    /// before the run fails with nothing published. It tries two seconds at
+    /// a time, so readers that come meanwhile wait at most that long.
+    /// Default 600.
+    pub publish_wait_s: Option<u64>,
     /// Gold table name → how it is built.
     #[serde(default)]
     pub tables: BTreeMap<String, GoldTableSpec>,

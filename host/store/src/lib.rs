@@ -139,6 +139,10 @@ pub struct Published {
     pub tables: Vec<Option<Columns>>,
 }
 
+/// How long a publish waits for readers that hold the live tables, unless
+/// `gold.publish_wait_s` says otherwise.
+pub const DEFAULT_PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where Gold goes.
 pub trait GoldStore: Send {
     /// Records a run as started, marking runs left `running` by a process
@@ -147,6 +151,10 @@ pub trait GoldStore: Send {
     /// Replaces every table in `tables` and records `run` as it is, in one
     /// transaction.
     fn publish(&mut self, tables: &[GoldTable], run: &RunRecord) -> Result<(), StoreError>;
+    /// How long a publish may wait in all for other sessions to let go of
+    /// the live tables (`gold.publish_wait_s`; a store whose readers never
+    /// hold its writer back ignores it).
+    fn set_publish_wait(&mut self, _wait: std::time::Duration) {}
     /// Records a run's end (a failure, or success without a Gold stage).
     fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
     /// The latest runs, newest first, as JSON objects.

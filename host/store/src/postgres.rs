@@ -1,7 +1,16 @@
 //! Gold in PostgreSQL, schema `datamart`: tables bulk-loaded with binary
-//! `COPY` into `<name>__new`, swapped in and the run recorded in one
-//! transaction. Under MVCC a reader sees the old tables until the commit,
-//! then the new ones; a server that stops mid-load rolls everything back.
+//! `COPY` into `<name>__new` (keys built there), then all swapped in at
+//! once and the run recorded, in one transaction. Under MVCC a reader sees
+//! the old tables until the commit, then the new ones; a server that stops
+//! mid-load rolls everything back.
+//!
+//! No lock-out: the swap needs each live table to itself, which a reader's
+//! open transaction (a long report query) holds back; while the swap waits,
+//! readers that come after it queue behind it. So the swap comes after every
+//! load (the tables are locked for milliseconds, not for the loads), and it
+//! waits at most [`LOCK_TRY`] at a time, stepping back between tries, until
+//! the publish's wait (`gold.publish_wait_s`) is spent: then the run fails,
+//! naming the sessions that held the tables, and nothing is published.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +26,8 @@ use medallion_common::date;
 
 use crate::tls::{self, SslMode};
 use crate::{
-    Cell, Columns, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions, cell, check_types,
-    columns, declared_type, peak_memory, quote, reasons_json, stage_json,
+    Cell, Columns, DEFAULT_PUBLISH_WAIT, GoldStore, GoldTable, Published, RunRecord, SqlType, StoreError, Versions,
+    cell, check_types, columns, declared_type, peak_memory, quote, reasons_json, stage_json,
 };
 use medallion_common::progress::{Measure, Task};
 
@@ -29,11 +38,19 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// Bytes sent to the server per `COPY` message.
 const CHUNK: usize = 4 << 20;
 
+/// How long one try of the swap waits for the live tables.
+const LOCK_TRY: &str = "2s";
+/// The pause between two tries, when readers that queued behind the last
+/// one go through.
+const STEP_BACK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A PostgreSQL Gold store.
 pub(super) struct PostgresStore {
     display: String,
     pool: Pool,
     runtime: tokio::runtime::Runtime,
+    /// How long a publish waits in all for the live tables.
+    publish_wait: std::time::Duration,
 }
 
 const RUN_LOG: &str = "
@@ -116,7 +133,7 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
-        let store = PostgresStore { display, pool, runtime };
+        let store = PostgresStore { display, pool, runtime, publish_wait: DEFAULT_PUBLISH_WAIT };
         store.runtime.block_on(async {
             let client = store.pool.get().await.map_err(|e| {
                 store.fail_with(format!(
@@ -142,6 +159,112 @@ impl PostgresStore {
     /// [`Self::fail`] for what went wrong with one table.
     fn fail_table(&self, table: &str, e: impl std::error::Error) -> StoreError {
         self.fail_with(format!("table `{table}`: {}", with_causes(&e)))
+    }
+}
+
+impl PostgresStore {
+    /// Swaps the loaded `<name>__new` tables in for the live ones, inside
+    /// `tx`: every live table locked in one statement, a try at a time (see
+    /// the module's notes).
+    async fn swap(&self, tx: &tokio_postgres::Transaction<'_>, tables: &[GoldTable]) -> Result<(), StoreError> {
+        let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        let live: Vec<String> = tx
+            .query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind = 'r'",
+                &[&SCHEMA, &names],
+            )
+            .await
+            .map_err(|e| self.fail(e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut swap = String::new();
+        if !live.is_empty() {
+            let locked: Vec<String> = live.iter().map(|name| format!("{SCHEMA}.{}", quote(name))).collect();
+            swap.push_str(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE;", locked.join(", ")));
+        }
+        for table in tables {
+            let (live, staged) = (quote(&table.name), quote(&format!("{}__new", table.name)));
+            swap.push_str(&format!(
+                "DROP TABLE IF EXISTS {SCHEMA}.{live}; ALTER TABLE {SCHEMA}.{staged} RENAME TO {live};"
+            ));
+            if !table.key_constraint().is_empty() {
+                swap.push_str(&format!(
+                    "ALTER TABLE {SCHEMA}.{live} RENAME CONSTRAINT {} TO {};",
+                    quote(&format!("{}__new_key", table.name)),
+                    quote(&format!("{}_key", table.name))
+                ));
+            }
+        }
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TRY}'")).await.map_err(|e| self.fail(e))?;
+        let started = std::time::Instant::now();
+        let mut warned = false;
+        loop {
+            tx.batch_execute("SAVEPOINT swap").await.map_err(|e| self.fail(e))?;
+            let error = match tx.batch_execute(&swap).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if error.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                return Err(self.fail(error));
+            }
+            tx.batch_execute("ROLLBACK TO SAVEPOINT swap").await.map_err(|e| self.fail(e))?;
+            let holders = self.holders(tx, &live).await;
+            if started.elapsed() >= self.publish_wait {
+                return Err(self.fail_with(format!(
+                    "the Gold tables were held by other sessions for the whole {} s the publish may wait (gold.publish_wait_s): {holders}; nothing was published\n  hint: end those sessions or let their queries finish, then `host run pipeline.yaml --from gold`; readers were never kept waiting more than {LOCK_TRY}",
+                    self.publish_wait.as_secs()
+                )));
+            }
+            if !warned {
+                tracing::warn!(
+                    "publishing Gold waits for other sessions to let go of its tables ({holders}); trying again every {} s, for at most {} s (gold.publish_wait_s)",
+                    STEP_BACK.as_secs(),
+                    self.publish_wait.as_secs()
+                );
+                warned = true;
+            }
+            tokio::time::sleep(STEP_BACK).await;
+        }
+        tx.batch_execute("RELEASE SAVEPOINT swap; SET LOCAL lock_timeout = 0").await.map_err(|e| self.fail(e))
+    }
+
+    /// The other sessions holding locks on the `live` tables, as a message
+    /// shows them.
+    async fn holders(&self, tx: &tokio_postgres::Transaction<'_>, live: &[String]) -> String {
+        let rows = tx
+            .query(
+                "SELECT DISTINCT a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''), coalesce(a.state, ''),
+                        coalesce(extract(epoch FROM now() - a.xact_start)::bigint, 0), c.relname
+                 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE n.nspname = $1 AND c.relname = ANY($2) AND l.pid <> pg_backend_pid() AND l.granted
+                 ORDER BY 1, 6",
+                &[&SCHEMA, &live],
+            )
+            .await;
+        let rows = match rows {
+            Ok(rows) if !rows.is_empty() => rows,
+            Ok(_) => return "sessions that have let go since".to_owned(),
+            Err(e) => return format!("sessions this could not list ({})", with_causes(&e)),
+        };
+        let mut sessions: BTreeMap<i32, (String, Vec<String>)> = BTreeMap::new();
+        for row in &rows {
+            let (pid, user, application, state, seconds): (i32, String, String, String, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let application = if application.is_empty() { String::new() } else { format!(" ({application})") };
+            let session = sessions
+                .entry(pid)
+                .or_insert_with(|| (format!("pid {pid} of {user}{application}, {state} for {seconds} s"), Vec::new()));
+            session.1.push(row.get(5));
+        }
+        sessions
+            .into_values()
+            .map(|(session, tables)| format!("{session}, on {}", tables.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -365,22 +488,25 @@ impl GoldStore for PostgresStore {
                     rows_per_s = format!("{:.0}", table.rows() as f64 / seconds.max(1e-9)),
                     "loaded gold table"
                 );
-                let live = quote(&table.name);
-                let mut swap = format!("DROP TABLE IF EXISTS {SCHEMA}.{live}; ALTER TABLE {staged} RENAME TO {live};");
+                // The key's index is built here, where no reader waits on it.
                 let key = table.key_constraint();
                 if !key.is_empty() {
-                    swap.push_str(&format!(
-                        "ALTER TABLE {SCHEMA}.{live} ADD CONSTRAINT {} {key};",
-                        quote(&format!("{}_key", table.name))
-                    ));
+                    let constraint = quote(&format!("{}__new_key", table.name));
+                    tx.batch_execute(&format!("ALTER TABLE {staged} ADD CONSTRAINT {constraint} {key};"))
+                        .await
+                        .map_err(|e| self.fail_table(&table.name, e))?;
                 }
-                tx.batch_execute(&swap).await.map_err(|e| self.fail_table(&table.name, e))?;
             }
+            self.swap(&tx, tables).await?;
             write_run(&tx, run).await.map_err(|e| self.fail(e))?;
             // Every table loaded, nothing visible yet.
             medallion_common::faults::pause_at("commit-gold");
             tx.commit().await.map_err(|e| self.fail(e))
         })
+    }
+
+    fn set_publish_wait(&mut self, wait: std::time::Duration) {
+        self.publish_wait = wait;
     }
 
     fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {

@@ -50,12 +50,16 @@ const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
 /// store up to date is only read (a run publishing elsewhere does not block
 /// this); one that is not is altered in one write transaction, looked at
 /// again inside it (two processes opening an old store do not both alter).
+/// A store this process may not write (a read-only file, a reader's copy)
+/// is not altered: temporary views of its tables with the missing columns
+/// as nulls stand in front of them, for this connection only, so that
+/// `host runs` reads an old run log that it cannot upgrade.
 fn add_missing_columns(connection: &mut Connection) -> rusqlite::Result<()> {
     fn missing(connection: &Connection) -> rusqlite::Result<Vec<(&'static str, &'static str, &'static str)>> {
         let mut lacking = Vec::new();
         for (table, column, kind) in ADDED_COLUMNS {
             let present: bool = connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE)",
                 params![table, column],
                 |r| r.get(0),
             )?;
@@ -65,14 +69,58 @@ fn add_missing_columns(connection: &mut Connection) -> rusqlite::Result<()> {
         }
         Ok(lacking)
     }
-    if missing(connection)?.is_empty() {
+    let lacking = missing(connection)?;
+    if lacking.is_empty() {
         return Ok(());
     }
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (table, column, kind) in missing(&tx)? {
-        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    if connection.is_readonly(rusqlite::MAIN_DB)? {
+        return stand_in_views(connection, &lacking);
     }
-    tx.commit()
+    let altered = connection.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
+        for (table, column, kind) in missing(&tx)? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+        tx.commit()
+    });
+    match altered {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly => {
+            stand_in_views(connection, &lacking)
+        }
+        other => other,
+    }
+}
+
+/// Temporary views named as the run log's tables, over them, with the
+/// `lacking` columns as nulls (unqualified names find the temporary schema
+/// first).
+fn stand_in_views(connection: &Connection, lacking: &[(&str, &str, &str)]) -> rusqlite::Result<()> {
+    let mut tables: Vec<&str> = lacking.iter().map(|(table, _, _)| *table).collect();
+    tables.dedup();
+    for table in tables {
+        let nulls: String = lacking
+            .iter()
+            .filter(|(t, _, _)| *t == table)
+            .map(|(_, column, _)| format!(", NULL AS {column}"))
+            .collect();
+        connection
+            .execute_batch(&format!("CREATE TEMP VIEW {table} AS SELECT rowid AS rowid, *{nulls} FROM main.{table}"))?;
+    }
+    Ok(())
+}
+
+/// Sets `connection` up and brings its run log up to date; a file this
+/// process may not write is only read (its run log as it is, see
+/// [`add_missing_columns`]).
+fn prepare(connection: &mut Connection) -> rusqlite::Result<()> {
+    if connection.is_readonly(rusqlite::MAIN_DB)? {
+        connection.execute_batch("PRAGMA busy_timeout = 10000;")?;
+    } else {
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")?;
+        connection.execute_batch(CACHE_FOR_WRITES)?;
+        connection.execute_batch(RUN_LOG)?;
+    }
+    add_missing_columns(connection)
 }
 
 /// A Gold load is one large transaction: a 256 MiB page cache keeps it from
@@ -87,12 +135,7 @@ impl SqliteStore {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         }
         let mut connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
-            .and_then(|()| connection.execute_batch(CACHE_FOR_WRITES))
-            .and_then(|()| connection.execute_batch(RUN_LOG))
-            .and_then(|()| add_missing_columns(&mut connection))
-            .map_err(|e| fail(e.to_string()))?;
+        prepare(&mut connection).map_err(|e| fail(e.to_string()))?;
         Ok(SqliteStore { path: path.to_owned(), connection })
     }
 
@@ -401,4 +444,68 @@ fn read_table(connection: &Connection, table: &str, dir: &Path) -> Result<Option
         }
     }
     Ok(Some(columns::finish(columns)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run log before it kept memory figures and Delta versions, with one
+    /// run in it.
+    const OLD_RUN_LOG: &str = "
+        CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
+        CREATE TABLE run_tables (run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
+            quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
+            plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
+        CREATE TABLE run_stages (run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL,
+            seconds DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, stage));
+        INSERT INTO runs VALUES ('old-run', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'succeeded', NULL);
+        INSERT INTO run_tables VALUES ('old-run', 'silver', 'b', 2, 0, '{}', NULL, NULL, NULL, NULL);
+        INSERT INTO run_tables VALUES ('old-run', 'silver', 'a', 1, 0, '{}', NULL, NULL, NULL, NULL);
+        INSERT INTO run_stages VALUES ('old-run', 'bronze', '2026-01-01T00:00:00Z', 60.0);";
+
+    fn columns_of(path: &Path, table: &str) -> Vec<String> {
+        let connection = Connection::open(path).unwrap();
+        let mut statement = connection.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+        statement.query_map([table], |r| r.get(0)).and_then(|rows| rows.collect()).unwrap()
+    }
+
+    #[test]
+    fn an_old_run_log_this_process_may_not_write_is_read_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gold.db");
+        Connection::open(&path).and_then(|c| c.execute_batch(OLD_RUN_LOG)).unwrap();
+        let mut connection = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        prepare(&mut connection).unwrap();
+        let mut store = SqliteStore { path: path.clone(), connection };
+        let runs = store.runs(10).unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let run = &runs[0];
+        assert_eq!(run["run_id"], "old-run");
+        assert!(run["memory_budget"].is_null() && run["spill"].is_null(), "{run}");
+        let tables: Vec<&str> =
+            run["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+        assert_eq!(tables, ["b", "a"], "in the order written");
+        assert!(run["tables"][0]["delta_version"].is_null() && run["stages"][0]["peak_memory"].is_null(), "{run}");
+        assert_eq!(store.run_counts().unwrap()["succeeded"], 1);
+        drop(store);
+        assert!(!columns_of(&path, "runs").contains(&"memory_budget".to_owned()), "the file is left as it was");
+        // Opened with write access, it is brought up to date.
+        SqliteStore::open(&path).unwrap();
+        assert!(columns_of(&path, "runs").contains(&"memory_budget".to_owned()));
+    }
+
+    #[test]
+    fn a_column_already_there_in_other_letters_is_not_added_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gold.db");
+        let old = OLD_RUN_LOG
+            .replace("status TEXT NOT NULL, error TEXT)", "status TEXT NOT NULL, error TEXT, Memory_Budget BIGINT)");
+        let old = old.replace("'succeeded', NULL)", "'succeeded', NULL, 5)");
+        Connection::open(&path).and_then(|c| c.execute_batch(&old)).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.runs(1).unwrap()[0]["memory_budget"], 5);
+        let runs = columns_of(&path, "runs");
+        assert_eq!(runs.iter().filter(|c| c.eq_ignore_ascii_case("memory_budget")).count(), 1, "{runs:?}");
+    }
 }

@@ -519,7 +519,9 @@ mod tests {
         }
         assert!(!set.ints.outside.is_empty(), "the far keys are outside the bitmap");
         assert!(set.insert(Key::Null).unwrap() && !set.insert(Key::Null).unwrap() && !set.contains(Key::Null));
-        assert!(set.insert(Key::Text("a")).unwrap() && !set.insert(Key::Text("a")).unwrap() && set.contains(Key::Text("a")));
+        assert!(
+            set.insert(Key::Text("a")).unwrap() && !set.insert(Key::Text("a")).unwrap() && set.contains(Key::Text("a"))
+        );
         assert!(!set.contains(Key::Text("b")));
     }
 

@@ -435,7 +435,8 @@ impl ParentIndex {
     /// Adds the parent's next Silver batch.
     pub(super) fn add(&mut self, batch: &RecordBatch) -> Result<(), String> {
         let table = &self.table;
-        let spill_error = |e: std::io::Error| format!("could not spill the keys of `{table}` to the scratch folder: {e}");
+        let spill_error =
+            |e: std::io::Error| format!("could not spill the keys of `{table}` to the scratch folder: {e}");
         let keys = KeyColumn::new(batch.column(self.key))?;
         match &mut self.lookup {
             Lookup::Set(set) => {
@@ -711,7 +712,10 @@ mod tests {
         let input = cleaned(10, 5);
         let refused = |spec: serde_json::Value| {
             let spec: SilverTableSpec = serde_json::from_value(spec).unwrap();
-            Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).err().expect("refused").to_string()
+            Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded())
+                .err()
+                .expect("refused")
+                .to_string()
         };
         let message = refused(serde_json::json!({ "key": "nope" }));
         assert!(message.contains("silver.tables.t.key") && message.contains("id, pid, code"), "{message}");
@@ -733,13 +737,22 @@ mod tests {
             serde_json::json!({ "derive": { "x": "qty * price + 1", "y": "UPPER(code)", "z": "2" } }),
         )
         .unwrap();
-        assert!(Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).is_ok(), "row-by-row expressions pass");
-        let mut index = ParentIndex::new("p", "pid", &["pdate".to_owned()], p.schema(), &KeyMemory::unbounded()).unwrap();
+        assert!(
+            Rules::new("t", &spec, &input.schema(), &indexes, &KeyMemory::unbounded()).is_ok(),
+            "row-by-row expressions pass"
+        );
+        let mut index =
+            ParentIndex::new("p", "pid", &["pdate".to_owned()], p.schema(), &KeyMemory::unbounded()).unwrap();
         let twice = arrow_select::concat::concat_batches(&p.schema(), [&p.slice(0, 3), &p.slice(2, 1)]).unwrap();
         let message = index.add(&twice).expect_err("a repeated key refused");
         assert!(message.contains("the key 6 on several rows") && message.contains("`key:`"), "{message}");
         let mut membership = ParentIndex::new("p", "pid", &[], p.schema(), &KeyMemory::unbounded()).unwrap();
         assert!(membership.add(&twice).is_ok(), "membership alone does not mind repeats");
-        assert!(ParentIndex::new("p", "missing", &[], p.schema(), &KeyMemory::unbounded()).err().unwrap().contains("give the parent's key"));
+        assert!(
+            ParentIndex::new("p", "missing", &[], p.schema(), &KeyMemory::unbounded())
+                .err()
+                .unwrap()
+                .contains("give the parent's key")
+        );
     }
 }

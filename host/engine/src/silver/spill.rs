@@ -49,13 +49,7 @@ impl KeyMemory {
     }
 
     fn base(limit: u64) -> KeyMemory {
-        KeyMemory {
-            limit,
-            held: AtomicU64::new(0),
-            folder: None,
-            mapped: AtomicU64::new(0),
-            files: AtomicU64::new(0),
-        }
+        KeyMemory { limit, held: AtomicU64::new(0), folder: None, mapped: AtomicU64::new(0), files: AtomicU64::new(0) }
     }
 
     /// Bytes of keys written to files so far.
@@ -188,8 +182,7 @@ fn rebuild<'a>(
         arrow_buffer::NullBuffer::new(arrow_buffer::BooleanBuffer::new(mapped(), nulls.offset(), nulls.len()))
     });
     let buffers: Vec<_> = data.buffers().iter().map(|_| mapped()).collect();
-    let children =
-        data.child_data().iter().map(|child| rebuild(child, map, places)).collect::<Result<Vec<_>, _>>()?;
+    let children = data.child_data().iter().map(|child| rebuild(child, map, places)).collect::<Result<Vec<_>, _>>()?;
     data.clone().into_builder().nulls(nulls).buffers(buffers).child_data(children).build()
 }
 

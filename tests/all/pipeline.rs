@@ -301,6 +301,13 @@ fn a_split_column_that_cannot_be_split_or_is_not_read_is_pointed_at() {
         2,
         "gold.tables.dm_customer_metrics.split_by: none of the Silver tables its query reads (dim_customers, fact_orders) has a column `customer`",
     );
+    // Orders are summed per customer: ranges of orders would split each
+    // customer's orders apart.
+    fails_with(
+        &validate_edited("split_by: customer_id", "split_by: order_id"),
+        2,
+        "gold.tables.dm_customer_metrics.split_by: the query does not group by `order_id`: run over ranges of `order_id`, rows of different ranges that belong together would be computed apart",
+    );
 }
 
 #[test]

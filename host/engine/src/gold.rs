@@ -604,6 +604,50 @@ impl<'a> Output<'a> {
     }
 }
 
+/// The words of every `GROUP BY` list in `sql`, lower case (a heuristic
+/// for `split_by`'s check: the column names grouped by, with their tables'
+/// aliases).
+fn grouped_by(sql: &str) -> std::collections::BTreeSet<String> {
+    const ENDS: [&str; 12] = [
+        "having",
+        "order",
+        "limit",
+        "union",
+        "window",
+        "qualify",
+        "select",
+        "from",
+        "where",
+        "join",
+        "except",
+        "intersect",
+    ];
+    let lower = sql.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ')' || c == ';')).collect();
+    let mut grouped = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while i + 1 < words.len() {
+        if words[i] == "group" && words[i + 1] == "by" {
+            i += 2;
+            while i < words.len() && !ENDS.contains(&words[i]) {
+                let (word, ends) = match words[i].find([')', ';']) {
+                    Some(at) => (&words[i][..at], true),
+                    None => (words[i], false),
+                };
+                if !word.is_empty() {
+                    grouped.insert(word.to_owned());
+                }
+                if ends {
+                    break;
+                }
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    grouped
+}
+
 fn names(schema: &SchemaRef) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
@@ -640,6 +684,23 @@ pub fn check(
         {
             let types = reads.iter().map(|r| (r.as_str(), silver[r].schema().get(column)));
             split_column(column, types).map_err(|e| (at("split_by"), e))?;
+            // A query right to split keeps rows apart by the column: it
+            // groups by it, or (joins only) gives it.
+            let grouped = grouped_by(&table.sql);
+            let kept = if grouped.is_empty() {
+                columns.as_ref().is_none_or(|c| c.contains(column))
+            } else {
+                grouped.contains(&column.to_lowercase())
+            };
+            if !kept {
+                return Err((
+                    at("split_by"),
+                    format!(
+                        "the query {} `{column}`: run over ranges of `{column}`, rows of different ranges that belong together would be computed apart\n  hint: split by a column the query groups by (or, without GROUP BY, one it gives), or remove split_by",
+                        if grouped.is_empty() { "gives no column" } else { "does not group by" }
+                    ),
+                ));
+            }
         }
         if let Some(step) = &table.kpi {
             let plugin = catalog
@@ -691,6 +752,16 @@ mod tests {
         assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts[0] > i64::MAX - 4, "{starts:?}");
         let starts = range_starts(i64::MIN, i64::MAX, 2);
         assert_eq!(starts, [0]);
+    }
+
+    #[test]
+    fn the_columns_grouped_by_are_found_in_every_group_by() {
+        let sql = "WITH o AS (SELECT customer_id, COUNT(*) AS n FROM fact_orders GROUP BY customer_id)
+                   SELECT order_date AS date, SUM(x) FROM t Group By order_date, o.region ORDER BY date";
+        let grouped: Vec<String> = grouped_by(sql).into_iter().collect();
+        assert_eq!(grouped, ["customer_id", "o", "order_date", "region"]);
+        assert!(grouped_by("SELECT * FROM a JOIN b ON a.id = b.id").is_empty());
+        assert_eq!(grouped_by("SELECT k FROM t GROUP BY k;").into_iter().collect::<Vec<_>>(), ["k"]);
     }
 
     #[test]

@@ -413,7 +413,7 @@ fn publish_marked(store: &mut dyn medallion_store::GoldStore, run: usize) {
 }
 
 /// Runs publish in a loop while a reader reads Gold back: every table it
-/// reads holds the run the read names, never a mix of two.
+/// reads holds the run the read names, all its rows, never a mix of two.
 fn a_reader_never_sees_two_runs_mixed(url: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -440,6 +440,10 @@ fn a_reader_never_sees_two_runs_mixed(url: &str) {
                 let marks = &columns.columns[columns.position("run").unwrap_or_else(|| panic!("no run column"))];
                 let medallion_store::Values::Text(marks) = &marks.values else { panic!("run is not text") };
                 assert!(marks.iter().all(|m| m == run), "a table of {run} holds rows of another run");
+                // Whole: a snapshot taken before a publish committed and read
+                // after it would find the new tables empty.
+                let number: usize = run.trim_start_matches("run-").parse().unwrap_or_else(|e| panic!("{run}: {e}"));
+                assert_eq!(marks.len(), 2_000 + number % 7, "a table of {run} is not whole");
             }
             runs_seen.insert(run);
             reads += 1;

@@ -604,9 +604,11 @@ impl<'a> Output<'a> {
     }
 }
 
-/// The words of every `GROUP BY` list in `sql`, lower case (a heuristic
-/// for `split_by`'s check: the column names grouped by, with their tables'
-/// aliases).
+/// The words of every `GROUP BY` list in `sql`, lower case, with their
+/// depth in parentheses (a heuristic for `split_by`'s check: the columns
+/// grouped by, their tables' aliases, the functions around them; `1` for
+/// an ordinal, `all` for `GROUP BY ALL`). Comments and quoted text are
+/// skipped.
 fn grouped_by(sql: &str) -> std::collections::BTreeSet<String> {
     const ENDS: [&str; 12] = [
         "having",
@@ -622,30 +624,86 @@ fn grouped_by(sql: &str) -> std::collections::BTreeSet<String> {
         "except",
         "intersect",
     ];
-    let lower = sql.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ')' || c == ';')).collect();
+    let tokens = sql_tokens(sql);
     let mut grouped = std::collections::BTreeSet::new();
     let mut i = 0;
-    while i + 1 < words.len() {
-        if words[i] == "group" && words[i + 1] == "by" {
+    while i + 1 < tokens.len() {
+        let (word, depth) = &tokens[i];
+        if word == "group" && tokens[i + 1].0 == "by" {
             i += 2;
-            while i < words.len() && !ENDS.contains(&words[i]) {
-                let (word, ends) = match words[i].find([')', ';']) {
-                    Some(at) => (&words[i][..at], true),
-                    None => (words[i], false),
-                };
-                if !word.is_empty() {
-                    grouped.insert(word.to_owned());
-                }
-                if ends {
+            while let Some((word, inner)) = tokens.get(i) {
+                // The list ends at a clause of its own query, or where that
+                // query's parentheses close.
+                if *inner < *depth || (*inner == *depth && (ENDS.contains(&word.as_str()) || word == ";")) {
                     break;
+                }
+                if word != "(" && word != ")" && word != ";" {
+                    grouped.insert(word.clone());
                 }
                 i += 1;
             }
+            continue;
         }
         i += 1;
     }
     grouped
+}
+
+/// `sql` as lower-case words, numbers and parentheses, each with its depth
+/// in parentheses (a parenthesis has the depth outside it); comments, quoted
+/// text and other punctuation left out.
+fn sql_tokens(sql: &str) -> Vec<(String, usize)> {
+    let mut tokens = Vec::new();
+    let mut depth = 0usize;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                chars.by_ref().find(|c| *c == '\n');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '\'' | '"' => {
+                // Quoted text, or a quoted name (kept: `"customer_id"`).
+                let mut quoted = String::new();
+                for next in chars.by_ref() {
+                    if next == c {
+                        break;
+                    }
+                    quoted.push(next);
+                }
+                if c == '"' {
+                    tokens.push((quoted.to_lowercase(), depth));
+                }
+            }
+            '(' => {
+                tokens.push(("(".to_owned(), depth));
+                depth += 1;
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                tokens.push((")".to_owned(), depth));
+            }
+            ';' => tokens.push((";".to_owned(), depth)),
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut word = c.to_lowercase().to_string();
+                while let Some(next) = chars.next_if(|n| n.is_alphanumeric() || *n == '_') {
+                    word.extend(next.to_lowercase());
+                }
+                tokens.push((word, depth));
+            }
+            _ => {}
+        }
+    }
+    tokens
 }
 
 fn names(schema: &SchemaRef) -> Vec<String> {
@@ -687,11 +745,21 @@ pub fn check(
             // A query right to split keeps rows apart by the column: it
             // groups by it, or (joins only) gives it.
             let grouped = grouped_by(&table.sql);
+            let gives = columns.as_ref().is_none_or(|c| c.contains(column));
+            let ordinal = columns.as_ref().and_then(|c| c.iter().position(|name| name == column)).map(|at| at + 1);
             let kept = if grouped.is_empty() {
-                columns.as_ref().is_none_or(|c| c.contains(column))
+                gives
             } else {
                 grouped.contains(&column.to_lowercase())
+                    || (grouped.contains("all") && gives)
+                    || ordinal.is_some_and(|n| grouped.contains(&n.to_string()))
             };
+            if sql_tokens(&table.sql).iter().any(|(word, _)| word == "limit") {
+                return Err((
+                    at("split_by"),
+                    "the query has a LIMIT, which would apply to each range of rows, not to the table\n  hint: remove split_by, or the LIMIT".to_owned(),
+                ));
+            }
             if !kept {
                 return Err((
                     at("split_by"),
@@ -756,12 +824,23 @@ mod tests {
 
     #[test]
     fn the_columns_grouped_by_are_found_in_every_group_by() {
+        let words = |sql: &str| grouped_by(sql).into_iter().collect::<Vec<_>>();
         let sql = "WITH o AS (SELECT customer_id, COUNT(*) AS n FROM fact_orders GROUP BY customer_id)
-                   SELECT order_date AS date, SUM(x) FROM t Group By order_date, o.region ORDER BY date";
-        let grouped: Vec<String> = grouped_by(sql).into_iter().collect();
-        assert_eq!(grouped, ["customer_id", "o", "order_date", "region"]);
-        assert!(grouped_by("SELECT * FROM a JOIN b ON a.id = b.id").is_empty());
-        assert_eq!(grouped_by("SELECT k FROM t GROUP BY k;").into_iter().collect::<Vec<_>>(), ["k"]);
+                   SELECT order_date AS date, SUM(x) FROM t Group  By order_date, o.region ORDER BY date";
+        assert_eq!(words(sql), ["customer_id", "o", "order_date", "region"]);
+        assert!(words("SELECT * FROM a JOIN b ON a.id = b.id").is_empty());
+        assert_eq!(words("SELECT k FROM t GROUP BY k;"), ["k"]);
+        // Functions around a column do not end the list.
+        assert_eq!(
+            words("SELECT 1 FROM t GROUP BY date_trunc('month', order_date), customer_id HAVING COUNT(*) > 1"),
+            ["customer_id", "date_trunc", "order_date"]
+        );
+        assert_eq!(words("SELECT * FROM (SELECT k FROM t GROUP BY\n k) AS s WHERE x = 1"), ["k"]);
+        // Comments and quoted text are not the query.
+        assert!(words("SELECT k FROM t -- GROUP BY customer_id\n").is_empty());
+        assert!(words("SELECT 'GROUP BY customer_id' FROM t /* GROUP BY k */").is_empty());
+        assert_eq!(words(r#"SELECT 1 FROM t GROUP BY "Customer_ID""#), ["customer_id"]);
+        assert_eq!(words("SELECT a, b FROM t GROUP BY 1, ALL"), ["1", "all"]);
     }
 
     #[test]

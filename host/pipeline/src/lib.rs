@@ -451,6 +451,32 @@ fn apply_override(tree: &mut serde_yaml_ng::Value, assignment: &str) -> Result<(
     Ok(())
 }
 
+/// The longest Gold table name: PostgreSQL keeps 63 bytes of a name, and a
+/// publish names the table's staged copy's key `<name>__new_key`.
+const GOLD_NAME_MOST: usize = 54;
+
+/// A Gold table's name: an identifier in every store, that neither is a run
+/// log table's nor looks like a table being published.
+fn check_gold_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let identifier =
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !identifier || name.len() > GOLD_NAME_MOST {
+        return Err(format!(
+            "`{name}` cannot name a Gold table: use a letter, then letters, digits and `_`, {GOLD_NAME_MOST} at most (it becomes a table in SQLite and PostgreSQL and an OData entity set)"
+        ));
+    }
+    if ["runs", "run_tables", "run_stages"].contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`{name}` is a table of the run log, which lives beside Gold: give the table another name"
+        ));
+    }
+    if name.ends_with("__new") {
+        return Err(format!("`{name}` ends in `__new`, as a table being published does: give it another name"));
+    }
+    Ok(())
+}
+
 impl Spec {
     /// Resolves paths (relative ones against `base`, the pipeline file's
     /// folder) and checks that every source file exists.
@@ -510,6 +536,9 @@ impl Spec {
         }
         for name in self.silver.tables.keys() {
             check_table_name(name).map_err(|e| invalid(format!("silver.tables.{name}: {e}")))?;
+        }
+        for name in self.gold.tables.keys() {
+            check_gold_name(name).map_err(|e| invalid(format!("gold.tables.{name}: {e}")))?;
         }
         let sources = self.source_specs(&dir, check_sources).map_err(invalid)?;
         if self.history.keep_runs < 2 {
@@ -603,5 +632,22 @@ mod size_tests {
             let e = parse_size(bad).expect_err(bad);
             assert!(e.contains("4GiB"), "{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod gold_name_tests {
+    use super::check_gold_name;
+
+    #[test]
+    fn gold_names_fit_every_store_and_stay_clear_of_the_run_log() {
+        assert!(check_gold_name("dm_customer_metrics").is_ok());
+        assert!(check_gold_name(&format!("d{}", "x".repeat(53))).is_ok());
+        assert!(check_gold_name(&format!("d{}", "x".repeat(54))).unwrap_err().contains("54 at most"));
+        for bad in ["", "1day", "dm sales", "dm-sales", "dm\"x"] {
+            assert!(check_gold_name(bad).unwrap_err().contains("cannot name a Gold table"), "{bad}");
+        }
+        assert!(check_gold_name("Runs").unwrap_err().contains("run log"));
+        assert!(check_gold_name("dm_x__new").unwrap_err().contains("__new"));
     }
 }

@@ -66,7 +66,7 @@ fn print_silver(report: &SilverReport) {
     }
     if report.keys_spilled > 0 {
         println!(
-            "  keys       {} past their share of limits.memory went to mapped files in the scratch folder",
+            "  keys       past their share of limits.memory: at most {} at once in mapped files in the scratch folder",
             medallion_common::memory::size_text(report.keys_spilled)
         );
     }

@@ -164,21 +164,12 @@ impl PostgresStore {
 
 impl PostgresStore {
     /// Swaps the loaded `<name>__new` tables in for the live ones, inside
-    /// `tx`: every live table locked in one statement, a try at a time (see
-    /// the module's notes).
+    /// `tx`: every live table locked in one statement, in name order (as
+    /// readers lock them), a try at a time (see the module's notes).
     async fn swap(&self, tx: &tokio_postgres::Transaction<'_>, tables: &[GoldTable]) -> Result<(), StoreError> {
         let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-        let live: Vec<String> = tx
-            .query(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind = 'r'",
-                &[&SCHEMA, &names],
-            )
-            .await
-            .map_err(|e| self.fail(e))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let mut live = live_tables(tx, &names).await.map_err(|e| self.fail(e))?;
+        live.sort();
         let mut swap = String::new();
         if !live.is_empty() {
             let locked: Vec<String> = live.iter().map(|name| format!("{SCHEMA}.{}", quote(name))).collect();
@@ -197,7 +188,17 @@ impl PostgresStore {
                 ));
             }
         }
-        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TRY}'")).await.map_err(|e| self.fail(e))?;
+        // One try waits LOCK_TRY for the whole statement (each table's lock
+        // would have its own `lock_timeout`); the settings in force before
+        // are put back after.
+        let before = tx
+            .query_one("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')", &[])
+            .await
+            .map_err(|e| self.fail(e))?;
+        let (lock_timeout, statement_timeout): (String, String) = (before.get(0), before.get(1));
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TRY}'; SET LOCAL statement_timeout = '{LOCK_TRY}'"))
+            .await
+            .map_err(|e| self.fail(e))?;
         let started = std::time::Instant::now();
         let mut warned = false;
         loop {
@@ -206,11 +207,20 @@ impl PostgresStore {
                 Ok(()) => break,
                 Err(e) => e,
             };
-            if error.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            use tokio_postgres::error::SqlState;
+            let busy = [SqlState::LOCK_NOT_AVAILABLE, SqlState::QUERY_CANCELED, SqlState::T_R_DEADLOCK_DETECTED];
+            if !error.code().is_some_and(|code| busy.contains(code)) {
                 return Err(self.fail(error));
             }
-            tx.batch_execute("ROLLBACK TO SAVEPOINT swap").await.map_err(|e| self.fail(e))?;
+            // Back to before the try, its locks let go, and no savepoint
+            // left nested in the next.
+            tx.batch_execute("ROLLBACK TO SAVEPOINT swap; RELEASE SAVEPOINT swap").await.map_err(|e| self.fail(e))?;
             let holders = self.holders(tx, &live).await;
+            if medallion_common::cancel::requested() {
+                return Err(self.fail_with(format!(
+                    "stopped while waiting for other sessions to let go of the Gold tables ({holders}); nothing was published"
+                )));
+            }
             if started.elapsed() >= self.publish_wait {
                 return Err(self.fail_with(format!(
                     "the Gold tables were held by other sessions for the whole {} s the publish may wait (gold.publish_wait_s): {holders}; nothing was published\n  hint: end those sessions or let their queries finish, then `host run pipeline.yaml --from gold`; readers were never kept waiting more than {LOCK_TRY}",
@@ -227,7 +237,13 @@ impl PostgresStore {
             }
             tokio::time::sleep(STEP_BACK).await;
         }
-        tx.batch_execute("RELEASE SAVEPOINT swap; SET LOCAL lock_timeout = 0").await.map_err(|e| self.fail(e))
+        tx.execute(
+            "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+            &[&lock_timeout, &statement_timeout],
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        tx.batch_execute("RELEASE SAVEPOINT swap").await.map_err(|e| self.fail(e))
     }
 
     /// The other sessions holding locks on the `live` tables, as a message
@@ -241,13 +257,14 @@ impl PostgresStore {
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_stat_activity a ON a.pid = l.pid
                  WHERE n.nspname = $1 AND c.relname = ANY($2) AND l.pid <> pg_backend_pid() AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                  ORDER BY 1, 6",
                 &[&SCHEMA, &live],
             )
             .await;
         let rows = match rows {
             Ok(rows) if !rows.is_empty() => rows,
-            Ok(_) => return "sessions that have let go since".to_owned(),
+            Ok(_) => return "sessions that have let go since, or prepared transactions".to_owned(),
             Err(e) => return format!("sessions this could not list ({})", with_causes(&e)),
         };
         let mut sessions: BTreeMap<i32, (String, Vec<String>)> = BTreeMap::new();
@@ -615,6 +632,15 @@ impl GoldStore for PostgresStore {
     fn read_published(&mut self, tables: &[&str], into: &Path) -> Result<Published, StoreError> {
         self.runtime.block_on(async {
             let mut client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            // The tables are locked (shared, in name order, as a publish takes
+            // them) before the snapshot is taken: a snapshot taken before a
+            // publish commits would find the tables it swapped in, but none
+            // of their rows.
+            let asked: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+            let plain: &tokio_postgres::Client = &client;
+            let mut locked = live_tables(plain, &asked).await.map_err(|e| self.fail(e))?;
+            locked.sort();
+            locked.extend(["runs".to_owned(), "run_tables".to_owned()]);
             // One snapshot for every statement of the transaction: a run that
             // commits meanwhile is not seen.
             let tx = client
@@ -622,6 +648,10 @@ impl GoldStore for PostgresStore {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
+                .await
+                .map_err(|e| self.fail(e))?;
+            let names: Vec<String> = locked.iter().map(|name| format!("{SCHEMA}.{}", quote(name))).collect();
+            tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", ")))
                 .await
                 .map_err(|e| self.fail(e))?;
             let run_id = tx.query_opt(PUBLISHED_RUN, &[]).await.map_err(|e| self.fail(e))?.map(|r| r.get(0));
@@ -641,6 +671,21 @@ impl GoldStore for PostgresStore {
     fn describe(&self) -> String {
         self.display.clone()
     }
+}
+
+/// Those of `names` that are tables in the Gold schema now.
+async fn live_tables(
+    client: &impl tokio_postgres::GenericClient,
+    names: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind = 'r'",
+            &[&SCHEMA, &names],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The latest run that published Gold.

@@ -23,6 +23,8 @@ type RunRow = (String, String, Option<String>, String, Option<String>, Option<i6
 pub(super) struct SqliteStore {
     path: PathBuf,
     connection: Connection,
+    /// The file cannot be written by this process: its runs are read.
+    read_only: bool,
 }
 
 const RUN_LOG: &str = "
@@ -94,8 +96,7 @@ fn add_missing_columns(connection: &mut Connection) -> rusqlite::Result<()> {
 /// `lacking` columns as nulls (unqualified names find the temporary schema
 /// first).
 fn stand_in_views(connection: &Connection, lacking: &[(&str, &str, &str)]) -> rusqlite::Result<()> {
-    let mut tables: Vec<&str> = lacking.iter().map(|(table, _, _)| *table).collect();
-    tables.dedup();
+    let tables: std::collections::BTreeSet<&str> = lacking.iter().map(|(table, _, _)| *table).collect();
     for table in tables {
         let nulls: String = lacking
             .iter()
@@ -106,6 +107,21 @@ fn stand_in_views(connection: &Connection, lacking: &[(&str, &str, &str)]) -> ru
             .execute_batch(&format!("CREATE TEMP VIEW {table} AS SELECT rowid AS rowid, *{nulls} FROM main.{table}"))?;
     }
     Ok(())
+}
+
+/// `path` read-only as a file no one changes (SQLite's `immutable`): how a
+/// reader opens a WAL file it cannot make the shared-memory file for.
+fn open_unchanging(path: &Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'%' | b'?' | b'#' => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(byte as char),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(uri, flags)
 }
 
 /// Sets `connection` up and brings its run log up to date; a file this
@@ -135,8 +151,30 @@ impl SqliteStore {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         }
         let mut connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        prepare(&mut connection).map_err(|e| fail(e.to_string()))?;
-        Ok(SqliteStore { path: path.to_owned(), connection })
+        if let Err(e) = prepare(&mut connection) {
+            let read_only = connection.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+            if !(read_only && e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)) {
+                return Err(fail(e.to_string()));
+            }
+            // A file this process may not write, in WAL mode, that no writer
+            // has open: SQLite cannot make the shared-memory file beside it,
+            // and nothing is changing it.
+            connection = open_unchanging(path).map_err(|e| fail(e.to_string()))?;
+            prepare(&mut connection).map_err(|e| fail(e.to_string()))?;
+        }
+        let read_only = connection.is_readonly(rusqlite::MAIN_DB).map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteStore { path: path.to_owned(), connection, read_only })
+    }
+
+    /// Refuses to write a store this process may only read.
+    fn writable(&self) -> Result<(), StoreError> {
+        if !self.read_only {
+            return Ok(());
+        }
+        Err(StoreError {
+            store: self.describe(),
+            message: "this process may not write the file (or its folder): runs can be listed here but not recorded or published\n  hint: run as a user that can write it, or give gold.store another file".to_owned(),
+        })
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
@@ -192,6 +230,7 @@ fn write_run(tx: &Connection, run: &RunRecord) -> rusqlite::Result<()> {
 
 impl GoldStore for SqliteStore {
     fn begin_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.writable()?;
         let store = self.describe();
         let tx = self.connection.transaction().map_err(|e| StoreError { store, message: e.to_string() })?;
         tx.execute("UPDATE runs SET status = 'abandoned', error = 'the process ended without finishing' WHERE status = 'running'", [])
@@ -201,6 +240,7 @@ impl GoldStore for SqliteStore {
     }
 
     fn publish(&mut self, tables: &[GoldTable], run: &RunRecord) -> Result<(), StoreError> {
+        self.writable()?;
         check_types(tables, &self.describe())?;
         let store = self.describe();
         let fail = |e: rusqlite::Error| StoreError { store: store.clone(), message: e.to_string() };
@@ -278,6 +318,7 @@ impl GoldStore for SqliteStore {
     }
 
     fn end_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.writable()?;
         let store = self.describe();
         let tx = self.connection.transaction().map_err(|e| StoreError { store, message: e.to_string() })?;
         write_run(&tx, run)
@@ -464,6 +505,20 @@ mod tests {
         INSERT INTO run_tables VALUES ('old-run', 'silver', 'a', 1, 0, '{}', NULL, NULL, NULL, NULL);
         INSERT INTO run_stages VALUES ('old-run', 'bronze', '2026-01-01T00:00:00Z', 60.0);";
 
+    fn record(run_id: &str, status: &str) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_owned(),
+            started_at: "2026-12-01T00:00:00Z".to_owned(),
+            ended_at: None,
+            status: status.to_owned(),
+            error: None,
+            tables: Vec::new(),
+            stages: Vec::new(),
+            memory_budget: None,
+            spill: None,
+        }
+    }
+
     fn columns_of(path: &Path, table: &str) -> Vec<String> {
         let connection = Connection::open(path).unwrap();
         let mut statement = connection.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
@@ -477,7 +532,7 @@ mod tests {
         Connection::open(&path).and_then(|c| c.execute_batch(OLD_RUN_LOG)).unwrap();
         let mut connection = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         prepare(&mut connection).unwrap();
-        let mut store = SqliteStore { path: path.clone(), connection };
+        let mut store = SqliteStore { path: path.clone(), connection, read_only: true };
         let runs = store.runs(10).unwrap();
         assert_eq!(runs.len(), 1, "{runs:?}");
         let run = &runs[0];
@@ -488,6 +543,8 @@ mod tests {
         assert_eq!(tables, ["b", "a"], "in the order written");
         assert!(run["tables"][0]["delta_version"].is_null() && run["stages"][0]["peak_memory"].is_null(), "{run}");
         assert_eq!(store.run_counts().unwrap()["succeeded"], 1);
+        let run = record("new", "running");
+        assert!(store.begin_run(&run).unwrap_err().message.contains("may not write the file"));
         drop(store);
         assert!(!columns_of(&path, "runs").contains(&"memory_budget".to_owned()), "the file is left as it was");
         // Opened with write access, it is brought up to date.
@@ -507,5 +564,21 @@ mod tests {
         assert_eq!(store.runs(1).unwrap()[0]["memory_budget"], 5);
         let runs = columns_of(&path, "runs");
         assert_eq!(runs.iter().filter(|c| c.eq_ignore_ascii_case("memory_budget")).count(), 1, "{runs:?}");
+    }
+
+    #[test]
+    fn a_wal_file_no_writer_has_open_is_read_as_unchanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gold #1?.db");
+        {
+            let mut store = SqliteStore::open(&path).unwrap();
+            let run = record("r1", "succeeded");
+            store.begin_run(&run).unwrap();
+        }
+        assert!(!path.with_file_name("gold #1?.db-shm").exists(), "the last writer closed the WAL");
+        let mut connection = open_unchanging(&path).unwrap();
+        prepare(&mut connection).unwrap();
+        let mut store = SqliteStore { path: path.clone(), connection, read_only: true };
+        assert_eq!(store.runs(5).unwrap()[0]["run_id"], "r1");
     }
 }

@@ -9,7 +9,6 @@
 //! budget are files in the scratch folder, mapped ([`Slab`]).
 
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -151,14 +150,13 @@ impl KeySet {
         KeySet { ints: IntSet::new(memory), text: HashSet::default(), null: false }
     }
 
-    /// Adds `key`; true when it was not in the set. Fails only when a
-    /// bitmap cannot be spilled.
-    pub(super) fn insert(&mut self, key: Key<'_>) -> io::Result<bool> {
-        Ok(match key {
+    /// Adds `key`; true when it was not in the set.
+    pub(super) fn insert(&mut self, key: Key<'_>) -> bool {
+        match key {
             Key::Null => !std::mem::replace(&mut self.null, true),
             Key::Text(text) => !self.text.contains(text) && self.text.insert(text.into()),
-            Key::Int(k) => self.ints.insert(k)?,
-        })
+            Key::Int(k) => self.ints.insert(k),
+        }
     }
 
     /// Whether `key` is in the set (a null key never is).
@@ -204,12 +202,12 @@ impl IntSet {
         new
     }
 
-    fn insert(&mut self, k: i64) -> io::Result<bool> {
+    fn insert(&mut self, k: i64) -> bool {
         if let Some(offset) = self.offset(k) {
-            return Ok(self.set(offset));
+            return self.set(offset);
         }
         if self.outside.contains(&k) {
-            return Ok(false);
+            return false;
         }
         if self.bits.is_empty() {
             self.lo = k.div_euclid(64).saturating_mul(64);
@@ -218,7 +216,7 @@ impl IntSet {
         match fit(self.lo, self.bits.len() as u64 * 64, k, 64, held.saturating_mul(SET_BITS_PER_KEY)) {
             Fit::Grow { lo, span } => {
                 let shift = ((self.lo - lo) / 64) as usize;
-                let mut grown = Slab::zeroed(&self.memory, (span / 64) as usize)?;
+                let mut grown = Slab::zeroed(&self.memory, (span / 64) as usize);
                 grown[shift..shift + self.bits.len()].copy_from_slice(&self.bits);
                 (self.lo, self.bits) = (lo, grown);
                 let outside = std::mem::take(&mut self.outside);
@@ -237,16 +235,16 @@ impl IntSet {
             Fit::TooSparse => {
                 self.outside.insert(k);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
-                    self.rebase()?;
+                    self.rebase();
                 }
-                Ok(true)
+                true
             }
         }
     }
 
     /// Chooses the range again: the densest run of all the keys held (an
     /// early outlier had fixed it far from the rest).
-    fn rebase(&mut self) -> io::Result<()> {
+    fn rebase(&mut self) {
         let mut keys: Vec<i64> = self.outside.drain().collect();
         for (w, word) in self.bits.iter().enumerate() {
             let mut word = *word;
@@ -260,7 +258,7 @@ impl IntSet {
         self.lo = keys[from].div_euclid(64).saturating_mul(64);
         let span = (keys[to - 1] as i128 - self.lo as i128 + 1) as u64;
         self.bits = Slab::default();
-        self.bits = Slab::zeroed(&self.memory, span.next_multiple_of(64) as usize / 64)?;
+        self.bits = Slab::zeroed(&self.memory, span.next_multiple_of(64) as usize / 64);
         self.dense = 0;
         for (i, k) in keys.iter().enumerate() {
             if (from..to).contains(&i) {
@@ -270,7 +268,6 @@ impl IntSet {
             }
         }
         self.rebase_at = 2 * self.outside.len();
-        Ok(())
     }
 }
 
@@ -354,20 +351,20 @@ impl KeyMap {
 
     /// Notes that `key` is on row `position` (below `u32::MAX`), unless it
     /// was seen before; false when it was (a null key is never kept, and
-    /// always new). Fails only when an array cannot be spilled.
-    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) -> io::Result<bool> {
+    /// always new).
+    pub(super) fn insert(&mut self, key: Key<'_>, position: u32) -> bool {
         debug_assert!(position != u32::MAX);
-        Ok(match key {
+        match key {
             Key::Null => true,
             Key::Text(text) => {
                 if self.text.contains_key(text) {
-                    return Ok(false);
+                    return false;
                 }
                 self.text.insert(text.into(), position);
                 true
             }
-            Key::Int(k) => self.ints.insert(k, position)?,
-        })
+            Key::Int(k) => self.ints.insert(k, position),
+        }
     }
 
     /// The row `key` is on.
@@ -404,18 +401,18 @@ impl IntMap {
         }
     }
 
-    fn insert(&mut self, k: i64, position: u32) -> io::Result<bool> {
+    fn insert(&mut self, k: i64, position: u32) -> bool {
         if let Some(offset) = self.offset(k) {
             let slot = &mut self.slots[offset];
             if *slot != NONE {
-                return Ok(false);
+                return false;
             }
             *slot = position + 1;
             self.dense += 1;
-            return Ok(true);
+            return true;
         }
         if self.outside.contains_key(&k) {
-            return Ok(false);
+            return false;
         }
         if self.slots.is_empty() {
             self.lo = k;
@@ -424,7 +421,7 @@ impl IntMap {
         match fit(self.lo, self.slots.len() as u64, k, 1, held.saturating_mul(MAP_SLOTS_PER_KEY)) {
             Fit::Grow { lo, span } => {
                 let shift = (self.lo - lo) as usize;
-                let mut grown = Slab::zeroed(&self.memory, span as usize)?;
+                let mut grown = Slab::zeroed(&self.memory, span as usize);
                 grown[shift..shift + self.slots.len()].copy_from_slice(&self.slots);
                 (self.lo, self.slots) = (lo, grown);
                 let outside = std::mem::take(&mut self.outside);
@@ -444,15 +441,15 @@ impl IntMap {
             Fit::TooSparse => {
                 self.outside.insert(k, position);
                 if self.outside.len() >= self.rebase_at.max(REBASE_START) {
-                    self.rebase()?;
+                    self.rebase();
                 }
-                Ok(true)
+                true
             }
         }
     }
 
     /// As [`IntSet::rebase`].
-    fn rebase(&mut self) -> io::Result<()> {
+    fn rebase(&mut self) {
         let mut keys: Vec<(i64, u32)> = self.outside.drain().collect();
         for (offset, slot) in self.slots.iter().enumerate() {
             if *slot != NONE {
@@ -465,7 +462,7 @@ impl IntMap {
         drop(values);
         self.lo = keys[from].0;
         self.slots = Slab::default();
-        self.slots = Slab::zeroed(&self.memory, (keys[to - 1].0 - self.lo + 1) as usize)?;
+        self.slots = Slab::zeroed(&self.memory, (keys[to - 1].0 - self.lo + 1) as usize);
         self.dense = 0;
         for (i, (k, at)) in keys.into_iter().enumerate() {
             if (from..to).contains(&i) {
@@ -476,7 +473,6 @@ impl IntMap {
             }
         }
         self.rebase_at = 2 * self.outside.len();
-        Ok(())
     }
 }
 
@@ -512,16 +508,14 @@ mod tests {
         let mut set = KeySet::new(memory);
         let mut plain = std::collections::HashSet::new();
         for k in keys() {
-            assert_eq!(set.insert(Key::Int(k)).unwrap(), plain.insert(k), "inserting {k}");
+            assert_eq!(set.insert(Key::Int(k)), plain.insert(k), "inserting {k}");
         }
         for k in keys().into_iter().chain([-1, 7, 1_000_002, 42_000_000_000]) {
             assert_eq!(set.contains(Key::Int(k)), plain.contains(&k), "looking up {k}");
         }
         assert!(!set.ints.outside.is_empty(), "the far keys are outside the bitmap");
-        assert!(set.insert(Key::Null).unwrap() && !set.insert(Key::Null).unwrap() && !set.contains(Key::Null));
-        assert!(
-            set.insert(Key::Text("a")).unwrap() && !set.insert(Key::Text("a")).unwrap() && set.contains(Key::Text("a"))
-        );
+        assert!(set.insert(Key::Null) && !set.insert(Key::Null) && !set.contains(Key::Null));
+        assert!(set.insert(Key::Text("a")) && !set.insert(Key::Text("a")) && set.contains(Key::Text("a")));
         assert!(!set.contains(Key::Text("b")));
     }
 
@@ -529,7 +523,7 @@ mod tests {
     fn dense_keys_stay_a_bitmap() {
         let mut set = KeySet::new(&KeyMemory::unbounded());
         for k in (0..1_000_000i64).rev().chain(1_000_000..2_000_000) {
-            assert!(set.insert(Key::Int(k + 500)).unwrap());
+            assert!(set.insert(Key::Int(k + 500)));
         }
         let IntSet { bits, dense, outside, .. } = &set.ints;
         assert_eq!((*dense, outside.len()), (2_000_000, 0));
@@ -548,8 +542,8 @@ mod tests {
         let mut set = KeySet::new(memory);
         let mut map = KeyMap::new(memory);
         for (position, k) in [4_000_000_000_000i64, -7].into_iter().chain(1..1_000_000).enumerate() {
-            assert!(set.insert(Key::Int(k)).unwrap());
-            assert!(map.insert(Key::Int(k), position as u32).unwrap());
+            assert!(set.insert(Key::Int(k)));
+            assert!(map.insert(Key::Int(k), position as u32));
         }
         assert_eq!(set.ints.outside.len(), 1, "only the outlier is outside");
         assert!(set.ints.bits.len() * 64 < 4 * 1_000_000);
@@ -574,20 +568,20 @@ mod tests {
         let mut plain = std::collections::HashMap::new();
         for (position, k) in keys().into_iter().enumerate() {
             let new = !plain.contains_key(&k);
-            assert_eq!(map.insert(Key::Int(k), position as u32).unwrap(), new, "inserting {k}");
+            assert_eq!(map.insert(Key::Int(k), position as u32), new, "inserting {k}");
             plain.entry(k).or_insert(position as u32);
         }
         for k in keys().into_iter().chain([-1, 7, 42_000_000_000]) {
             assert_eq!(map.get(Key::Int(k)), plain.get(&k).copied(), "looking up {k}");
         }
-        map.insert(Key::Null, 1).unwrap();
+        map.insert(Key::Null, 1);
         assert_eq!(map.get(Key::Null), None);
-        map.insert(Key::Text("x"), 4).unwrap();
-        map.insert(Key::Text("x"), 5).unwrap();
+        map.insert(Key::Text("x"), 4);
+        map.insert(Key::Text("x"), 5);
         assert_eq!(map.get(Key::Text("x")), Some(4));
         let mut dense = KeyMap::new(memory);
         for k in (0..10_000i64).rev() {
-            dense.insert(Key::Int(k), k as u32).unwrap();
+            dense.insert(Key::Int(k), k as u32);
         }
         assert!(dense.ints.outside.is_empty());
         assert_eq!(dense.get(Key::Int(1234)), Some(1234));

@@ -112,8 +112,8 @@ pub struct SilverOptions {
 pub struct SilverReport {
     /// Per table, in build order.
     pub tables: Vec<SilverTableReport>,
-    /// Bytes of keys that went to mapped files in the scratch folder, past
-    /// their share of the memory budget (0: all on the heap).
+    /// The most bytes of keys in mapped files in the scratch folder at once,
+    /// past their share of the memory budget (0: all on the heap).
     pub keys_spilled: u64,
 }
 
@@ -287,10 +287,10 @@ pub fn build(
         return Err(e);
     }
     report.tables.sort_by_key(|t| order.iter().position(|name| *name == t.table));
-    report.keys_spilled = keys.mapped();
+    report.keys_spilled = keys.most_mapped();
     if report.keys_spilled > 0 {
         tracing::info!(
-            "keys past their share of the memory budget ({}): {} in mapped files under {}",
+            "keys past their share of the memory budget ({}): at most {} at once in mapped files under {}",
             medallion_common::memory::size_text(options.key_memory),
             medallion_common::memory::size_text(report.keys_spilled),
             options.scratch.join("keys").display()

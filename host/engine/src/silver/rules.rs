@@ -286,7 +286,7 @@ impl<'a> Rules<'a> {
         for row in 0..rows {
             let mut reason = None;
             if let Some(key) = &key
-                && !self.seen.insert(key.get(row)).map_err(|e| self.engine_error(e))?
+                && !self.seen.insert(key.get(row))
             {
                 reason = Some("duplicate_key");
             }
@@ -434,16 +434,13 @@ impl ParentIndex {
 
     /// Adds the parent's next Silver batch.
     pub(super) fn add(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let table = &self.table;
-        let spill_error =
-            |e: std::io::Error| format!("could not spill the keys of `{table}` to the scratch folder: {e}");
         let keys = KeyColumn::new(batch.column(self.key))?;
         match &mut self.lookup {
             Lookup::Set(set) => {
                 // A null goes in as the set's one null, which `contains`
                 // never finds: a null is never a parent.
                 for row in 0..batch.num_rows() {
-                    set.insert(keys.get(row)).map_err(spill_error)?;
+                    set.insert(keys.get(row));
                 }
             }
             Lookup::Map { keys: map, take, chunks, starts, rows } => {
@@ -458,7 +455,7 @@ impl ParentIndex {
                                 self.table
                             )
                         })?;
-                    if !map.insert(keys.get(row), position).map_err(spill_error)? {
+                    if !map.insert(keys.get(row), position) {
                         return Err(format!(
                             "parent `{}` has the key {} on several rows, and a child takes columns from it: which row's? Give `{}` a `key:` (its later rows then go to quarantine as duplicate_key)",
                             self.table,

@@ -837,7 +837,10 @@ fn a_publish_waits_for_a_report_without_locking_readers_out() {
     let runs = setup.runs(&server.url);
     assert_eq!(runs[0]["status"], "failed", "{runs}");
     assert_eq!(
-        psql(&server, "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1"),
+        psql(
+            &server,
+            "SELECT run_id FROM datamart.runs r WHERE status = 'succeeded' ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        ),
         [second["run_id"].as_str().unwrap_or_default()]
     );
     assert!(

@@ -16,14 +16,8 @@ shift
 : "${MEDALLION_LAKE:?a lake with Silver committed}" "${MEDALLION_SOURCES:?its sources (checked by every run)}"
 export MEDALLION_PLUGINS="${MEDALLION_PLUGINS:-dist/plugins}"
 table="${TABLE:-dm_customer_metrics}"
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-pg_dir=$(mktemp -d)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
-as_pg "$pg_bin/initdb" -A trust -U medallion --no-sync -D "$pg_dir/data" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" -w start >/dev/null
-trap 'as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
+. bench/postgres.sh
+start_postgres
 export MEDALLION_GOLD="postgres://medallion@127.0.0.1:$port/postgres"
 "$1" run pipeline.yaml --from gold >/dev/null
 

@@ -45,14 +45,8 @@ done
 /usr/bin/time -f "polars gold:   %e s, peak %M KiB" python3 bench/medallion_polars.py gold "$work/polars-silver" "$work/polars-gold.db" 2>&1 >/dev/null | tail -1
 
 echo "== Gold into PostgreSQL (binary COPY)"
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-pg_dir=$(mktemp -d /tmp/medallion-bench-pg.XXXX)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
-as_pg "$pg_bin/initdb" -A trust -U medallion --no-sync -D "$pg_dir/data" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" -w start >/dev/null
-trap 'as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
+. bench/postgres.sh
+start_postgres
 for i in 1 2 3; do
     RUST_LOG=info,medallion_engine::gold=debug "$host" run pipeline.yaml --set "lake=$work/lake" \
         --set "sources.dir=$work/sources" --set "plugins.dir=$work/plugins" \

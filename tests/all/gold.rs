@@ -675,15 +675,7 @@ fn a_query_split_into_ranges_gives_the_same_table_in_the_same_order() {
 }
 
 /// The run log as it was before it kept memory figures, with one run in it.
-const OLD_RUN_LOG: &str = "
-CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, error TEXT);
-CREATE TABLE run_tables (run_id TEXT NOT NULL, stage TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL,
-    quarantined BIGINT NOT NULL, reasons TEXT NOT NULL, plugin TEXT, plugin_version TEXT, plugin_sha256 TEXT,
-    plugin_config TEXT, PRIMARY KEY (run_id, stage, table_name));
-CREATE TABLE run_stages (run_id TEXT NOT NULL, stage TEXT NOT NULL, started_at TEXT NOT NULL,
-    seconds DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, stage));
-INSERT INTO runs VALUES ('old-run', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'succeeded', NULL);
-INSERT INTO run_stages VALUES ('old-run', 'bronze', '2026-01-01T00:00:00Z', 60.0);";
+const OLD_RUN_LOG: &str = include_str!("../../host/store/testdata/old_run_log.sql");
 
 /// A store whose run log predates the memory figures: the old entry reads
 /// without them, and the next run records its budget, its scratch folder and

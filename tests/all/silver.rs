@@ -81,6 +81,18 @@ fn reasons(lake: &Lake, table: &str) -> BTreeMap<String, u64> {
     silver_manifest(lake).tables[table].reasons.clone()
 }
 
+/// Sources `host gen-data` makes at `scale`.
+fn generated_sources(scale: &str) -> tempfile::TempDir {
+    let sources = temp_dir();
+    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
+    let generated = crate::util::host(
+        shared_home(),
+        &["gen-data", "--scale", scale, "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
+    );
+    assert!(generated.status.success(), "{}", text(&generated).1);
+    sources
+}
+
 /// Hand-made sources, one edge case per row (see the comments).
 fn hand_made_sources() -> tempfile::TempDir {
     let dir = temp_dir();
@@ -249,13 +261,7 @@ fn quarantine_keeps_the_original_values_the_reason_and_the_position() {
 
 #[test]
 fn conservation_holds_on_generated_data_and_is_in_the_report() {
-    let sources = temp_dir();
-    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
-    let generated = crate::util::host(
-        shared_home(),
-        &["gen-data", "--scale", "0.002", "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
-    );
-    assert!(generated.status.success(), "{}", text(&generated).1);
+    let sources = generated_sources("0.002");
     let (dir, url) = local_lake();
     let plugins = plugins_folder();
     let report = dir.path().join("report.json");
@@ -413,13 +419,7 @@ fn nulled_values_sent_at_finish_fail_the_run_instead_of_being_dropped() {
 /// a run whose keys stayed on the heap.
 #[test]
 fn keys_spilled_past_the_budget_give_the_same_silver() {
-    let sources = temp_dir();
-    let catalogue = medallion_tests::repo_root().join("seed/products_data.db");
-    let generated = crate::util::host(
-        shared_home(),
-        &["gen-data", "--scale", "0.02", "--out", &arg(sources.path()), "--products-db", &arg(&catalogue)],
-    );
-    assert!(generated.status.success(), "{}", text(&generated).1);
+    let sources = generated_sources("0.02");
     let plugins = plugins_folder();
     let build = |budget: &[&str]| {
         let (dir, url) = local_lake();

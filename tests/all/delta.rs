@@ -19,7 +19,7 @@ use medallion_lake::delta::{DeltaTable, find_tables};
 use medallion_tests::{Pause, plugins_folder, repo_root, temp_dir};
 use serde_json::{Value, json};
 
-use crate::util::{arg, host, shared_home, text};
+use crate::util::{arg, host, python, shared_home, text};
 
 /// Runs kept per table in these tests.
 const KEEP: u64 = 2;
@@ -30,19 +30,6 @@ const KEEP: u64 = 2;
 struct Contents {
     rows: u64,
     sums: BTreeMap<String, Option<f64>>,
-}
-
-/// The Python with the readers installed (scripts/test makes it).
-fn python() -> PathBuf {
-    let python = std::env::var_os("MEDALLION_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/medallion/venv/bin/python")
-    });
-    assert!(
-        python.is_file(),
-        "no {} with PySpark, delta-spark, deltalake and polars: scripts/test installs them (tests/delta/requirements.txt)",
-        python.display()
-    );
-    python
 }
 
 /// Asks `engine` (tests/delta/read_delta.py) to read `reads` in the lake.

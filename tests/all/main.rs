@@ -9,6 +9,7 @@ mod kills;
 mod lake;
 mod pipeline;
 mod plugin;
+mod python;
 mod readme;
 mod silver;
 mod tidy;

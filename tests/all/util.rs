@@ -72,3 +72,18 @@ pub(crate) fn port<'a>(outputs: &'a [(String, Vec<RecordBatch>)], name: &str) ->
         panic!("no output on port `{name}`; got {:?}", outputs.iter().map(|(p, _)| p).collect::<Vec<_>>())
     })
 }
+
+/// The test venv's Python (scripts/test makes it, with the Delta readers of
+/// tests/delta/requirements.txt and the `medallion` module built from
+/// host/python); `MEDALLION_PYTHON` names another.
+pub(crate) fn python() -> std::path::PathBuf {
+    let python = std::env::var_os("MEDALLION_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/medallion/venv/bin/python")
+    });
+    assert!(
+        python.is_file(),
+        "no {}: scripts/test makes that venv (PySpark, delta-spark, deltalake, polars, and the medallion module)",
+        python.display()
+    );
+    python
+}

@@ -13,8 +13,8 @@ pub fn peak_resident_bytes() -> Option<u64> {
 /// the next seconds: jemalloc (the allocator under polars-ooc, the host's)
 /// keeps freed pages a while for reuse, and a stage that follows one which
 /// freed a lot would otherwise stack its own on them. Where polars-ooc picks
-/// mimalloc instead (not Unix), nothing.
-#[cfg(all(unix, not(target_os = "emscripten")))]
+/// mimalloc instead (not Unix), or without the `jemalloc` feature, nothing.
+#[cfg(all(feature = "jemalloc", unix, not(target_os = "emscripten")))]
 pub fn release_freed() {
     // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena.
     let name = c"arena.4096.purge";
@@ -28,7 +28,7 @@ pub fn release_freed() {
 }
 
 /// Where the allocator is not jemalloc: nothing to purge.
-#[cfg(not(all(unix, not(target_os = "emscripten"))))]
+#[cfg(not(all(feature = "jemalloc", unix, not(target_os = "emscripten"))))]
 pub fn release_freed() {}
 
 /// `bytes` for people: `1.4 GiB` from a GiB up, `512 MiB` from a MiB up,

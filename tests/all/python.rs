@@ -1,0 +1,119 @@
+//! The `medallion` Python module (host/python, a wheel that scripts/test
+//! installs in the test venv with maturin): the plugin runtime in a Python
+//! process gives what the host's gives, fails as the host's does, and runs
+//! on Spark's executors through `mapInArrow`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use medallion_plugin::Limits;
+use medallion_tests::{artifacts, plugins_folder, repo_root, temp_dir};
+
+use crate::util::{python, shared_home, shared_runtime, text};
+
+/// Customers as Bronze holds them (text), one edge case per row, with the
+/// position column the host adds.
+fn customers() -> RecordBatch {
+    let text = |values: &[Option<&str>]| Arc::new(StringArray::from(values.to_vec())) as ArrayRef;
+    RecordBatch::try_from_iter([
+        ("customer_id", text(&[Some("1"), Some("2"), None, Some("x7"), Some("5")])),
+        ("name", text(&[Some("Ann"), Some("Bo"), Some("Cy"), Some("Di"), Some("Ed")])),
+        ("email", text(&[Some("a@x"), None, Some("c@x"), Some("d@x"), Some("e@x")])),
+        ("gender", text(&[Some("F"), Some("M"), None, Some("F"), Some("")])),
+        ("signup_date", text(&[Some("2023-01-05"), Some("2023-02-30"), Some("2023-03-01"), None, Some("2024-12-31")])),
+        ("country", text(&[Some("FR"), Some("DE"), Some("ES"), Some("IT"), None])),
+        ("_row", Arc::new(UInt64Array::from_iter_values(0..5)) as ArrayRef),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn read_ipc(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = arrow_ipc::reader::FileReader::try_new(file, None).unwrap_or_else(|e| panic!("{e}"));
+    reader.collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_plugin_runtime_in_python_gives_the_hosts_results_and_runs_on_spark() {
+    let plugins = plugins_folder();
+    let dir = temp_dir();
+    let spec =
+        medallion_pipeline::load(&repo_root().join("pipeline.yaml"), &[], |_| None).unwrap_or_else(|e| panic!("{e}"));
+    let config = spec.silver.tables["dim_customers"].clean.as_ref().map(|step| step.config.clone()).unwrap_or_default();
+    let batch = customers();
+    let input = dir.path().join("input.arrow");
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(
+        std::fs::File::create(&input).unwrap_or_else(|e| panic!("{e}")),
+        &batch.schema(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    writer.write(&batch).and_then(|()| writer.finish()).unwrap_or_else(|e| panic!("{e}"));
+    let evil = dir.path().join("evil.wasm");
+    medallion_tests::copy_plugin(artifacts::EVIL, &evil);
+    let request = serde_json::json!({
+        "clean": plugins.path().join("clean.wasm"),
+        "passthrough": plugins.path().join("passthrough.wasm"),
+        "evil": evil,
+        "config": config,
+        "input": input,
+        "out": dir.path(),
+    });
+    let request_file = dir.path().join("request.json");
+    std::fs::write(&request_file, request.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let output = std::process::Command::new(python())
+        .arg(repo_root().join("tests/python/plugins_in_python.py"))
+        .arg(&request_file)
+        .env("PYSPARK_PYTHON", python())
+        .env("XDG_CACHE_HOME", shared_home())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let answer: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no answer in: {stdout}\n{stderr}"));
+
+    // The same plugin in this process: every port the same, cell for cell.
+    let runtime = shared_runtime();
+    let plugin = runtime.load(&plugins.path().join("clean.wasm")).unwrap_or_else(|e| panic!("{e}"));
+    let mut instance = plugin
+        .instantiate(&config.to_string(), Limits::default().with_memory_bytes(256 << 20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut outputs = instance.push("in", &batch).unwrap_or_else(|e| panic!("{e}"));
+    outputs.extend(instance.finish().unwrap_or_else(|e| panic!("{e}")));
+    let mut ports: Vec<String> = Vec::new();
+    for (port, batches) in outputs.iter().filter(|(_, batches)| !batches.is_empty()) {
+        if !ports.contains(port) {
+            ports.push(port.clone());
+        }
+        let here: Vec<RecordBatch> =
+            outputs.iter().filter(|(p, _)| p == port).flat_map(|(_, b)| b.iter().cloned()).collect();
+        let there = read_ipc(&dir.path().join(format!("{port}.arrow")));
+        let concat = |batches: &[RecordBatch]| {
+            arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(concat(&here), concat(&there), "port {port}: the host's and Python's");
+        assert!(batches.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+    }
+    ports.sort();
+    assert_eq!(answer["ports"], serde_json::json!(ports), "{answer}");
+    assert!(ports.contains(&"rejected".to_owned()) && ports.contains(&"out".to_owned()), "{ports:?}");
+    assert_eq!(answer["contract"], medallion_plugin::CONTRACT_VERSION);
+
+    // A trap: the plugin, the call and the cause, and no second call.
+    let trapped = answer["failures"]["trapped"].as_str().unwrap_or_default();
+    for part in ["evil", "push", "trap"] {
+        assert!(trapped.contains(part), "no {part:?} in: {trapped}");
+    }
+    assert!(answer["failures"]["again"].as_str().unwrap_or_default().contains("instantiate the plugin again"));
+
+    // On Spark's executors: every row through, a plugin instance per
+    // partition; a trap on an executor fails the job with the plugin's words.
+    let spark = &answer["spark"];
+    assert_eq!((spark["rows"].as_u64(), spark["same"].as_bool()), (Some(100_000), Some(true)), "{spark}");
+    let trap = spark["trap"].as_str().unwrap_or_else(|| panic!("a trapping plugin did not fail the job: {spark}"));
+    assert!(trap.contains("PluginFailure") && trap.contains("evil") && trap.contains("push"), "{trap}");
+}

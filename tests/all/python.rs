@@ -1,13 +1,16 @@
 //! The `medallion` Python module (host/python, a wheel that scripts/test
 //! installs in the test venv with maturin): the plugin runtime in a Python
 //! process gives what the host's gives, fails as the host's does, and runs
-//! on Spark's executors through `mapInArrow`.
+//! on the executors of a Spark standalone cluster of the test's own (a
+//! master and two workers, `medallion_tests::spark`) through `mapInArrow`,
+//! losing a worker mid-job without losing a row.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use medallion_plugin::Limits;
+use medallion_tests::spark::SparkCluster;
 use medallion_tests::{artifacts, plugins_folder, repo_root, temp_dir};
 
 use crate::util::{python, shared_home, shared_runtime, text};
@@ -51,7 +54,9 @@ fn the_plugin_runtime_in_python_gives_the_hosts_results_and_runs_on_spark() {
     writer.write(&batch).and_then(|()| writer.finish()).unwrap_or_else(|e| panic!("{e}"));
     let evil = dir.path().join("evil.wasm");
     medallion_tests::copy_plugin(artifacts::EVIL, &evil);
+    let cluster = SparkCluster::start(&python(), 2).unwrap_or_else(|e| panic!("cannot start Spark: {e}"));
     let request = serde_json::json!({
+        "master": cluster.master,
         "clean": plugins.path().join("clean.wasm"),
         "passthrough": plugins.path().join("passthrough.wasm"),
         "evil": evil,
@@ -110,10 +115,55 @@ fn the_plugin_runtime_in_python_gives_the_hosts_results_and_runs_on_spark() {
     }
     assert!(answer["failures"]["again"].as_str().unwrap_or_default().contains("instantiate the plugin again"));
 
-    // On Spark's executors: every row through, a plugin instance per
+    // On the cluster's executors: every row through, a plugin instance per
     // partition; a trap on an executor fails the job with the plugin's words.
     let spark = &answer["spark"];
     assert_eq!((spark["rows"].as_u64(), spark["same"].as_bool()), (Some(100_000), Some(true)), "{spark}");
     let trap = spark["trap"].as_str().unwrap_or_else(|| panic!("a trapping plugin did not fail the job: {spark}"));
     assert!(trap.contains("PluginFailure") && trap.contains("evil") && trap.contains("push"), "{trap}");
+}
+
+/// A worker killed while a job runs plugins on it: Spark runs its tasks
+/// again on the other worker, and every row comes through once.
+#[test]
+fn a_worker_lost_mid_job_loses_no_row() {
+    use std::io::{BufRead, BufReader};
+
+    let plugins = plugins_folder();
+    let dir = temp_dir();
+    let mut cluster = SparkCluster::start(&python(), 2).unwrap_or_else(|e| panic!("cannot start Spark: {e}"));
+    let request = serde_json::json!({
+        "scenario": "lose-a-worker",
+        "master": cluster.master,
+        "passthrough": plugins.path().join("passthrough.wasm"),
+    });
+    let request_file = dir.path().join("request.json");
+    std::fs::write(&request_file, request.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = std::process::Command::new(python())
+        .arg(repo_root().join("tests/python/plugins_in_python.py"))
+        .arg(&request_file)
+        .env("PYSPARK_PYTHON", python())
+        .env("XDG_CACHE_HOME", shared_home())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut lines = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout"))).lines();
+    let mut answer = None;
+    while let Some(Ok(line)) = lines.next() {
+        if line == "running" {
+            cluster.kill_worker(1);
+        } else if line.starts_with('{') {
+            answer = Some(line);
+        }
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let log = log.join().unwrap_or_default();
+    assert!(status.success(), "{log}");
+    let answer: serde_json::Value =
+        serde_json::from_str(&answer.unwrap_or_else(|| panic!("no answer: {log}"))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer["spark"], serde_json::json!({"rows": 160_000, "once": true}), "{log}");
+    assert!(log.contains("lost") || log.contains("Lost"), "no worker was lost mid-job: {log}");
 }

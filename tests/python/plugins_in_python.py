@@ -5,9 +5,15 @@ executors through mapInArrow.
     python plugins_in_python.py REQUEST.json
 
 The request names the plugins, a cleaning step's config, an input batch
-(Arrow IPC file) and an output folder. This writes each port's batches of
-the cleaning plugin to `<out>/<port>.arrow`, and prints one JSON line last:
+(Arrow IPC file), an output folder and the Spark master (`spark://...`, a
+standalone cluster, or `local[2]`). This writes each port's batches of the
+cleaning plugin to `<out>/<port>.arrow`, and prints one JSON line last:
 what Spark did.
+
+With `"scenario": "lose-a-worker"` it only runs a slow passthrough job on
+the cluster, printing `running` when the job has started, so that the
+caller can kill a worker mid-job; the answer says whether every row came
+through once.
 """
 import json
 import os
@@ -54,42 +60,55 @@ def failures(request, batch):
     return {"trapped": trapped, "again": again}
 
 
-def on_spark(request):
-    """Passthrough on Spark's executors, a plugin instance per partition;
-    then a plugin that traps on one of them."""
+def session(request):
     from pyspark.sql import SparkSession
 
-    spark = (
-        SparkSession.builder.master("local[2]")
+    return (
+        SparkSession.builder.master(request["master"])
         .appName("medallion-plugins")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.executor.memory", "512m")
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.task.maxFailures", "4")
         .getOrCreate()
     )
-    plugins = {"passthrough": request["passthrough"], "evil": request["evil"]}
 
-    def through(name, config):
-        def run(batches):
-            import medallion as m
 
-            instance = m.Plugin.load(plugins[name]).instantiate(config)
-            for batch in batches:
-                for port, out in instance.push("in", batch):
-                    if port == "out":
-                        yield from out
-            for port, out in instance.finish():
+def through(plugins, name, config, pause=0.0):
+    """A mapInArrow function: each partition through a plugin instance of
+    its own, its `out` port kept."""
+
+    def run(batches):
+        import time
+
+        import medallion as m
+
+        instance = m.Plugin.load(plugins[name]).instantiate(config)
+        for batch in batches:
+            time.sleep(pause)
+            for port, out in instance.push("in", batch):
                 if port == "out":
                     yield from out
+        for port, out in instance.finish():
+            if port == "out":
+                yield from out
 
-        return run
+    return run
 
+
+def on_spark(request):
+    """Passthrough on Spark's executors, a plugin instance per partition;
+    then a plugin that traps on one of them."""
+    spark = session(request)
+    plugins = {"passthrough": request["passthrough"], "evil": request["evil"]}
     rows = 100_000
     frame = spark.range(0, rows, numPartitions=8).selectExpr("id", "id * 2 AS twice", "CAST(id AS STRING) AS text")
-    passed = frame.mapInArrow(through("passthrough", "{}"), frame.schema)
+    passed = frame.mapInArrow(through(plugins, "passthrough", "{}"), frame.schema)
     same = passed.exceptAll(frame).count() == 0 and frame.exceptAll(passed).count() == 0
     result = {"rows": passed.count(), "same": same, "partitions": passed.rdd.getNumPartitions()}
     try:
-        frame.select("id").mapInArrow(through("evil", '{"mode":"trap"}'), "id long").count()
+        frame.select("id").mapInArrow(through(plugins, "evil", '{"mode":"trap"}'), "id long").count()
         result["trap"] = None
     except Exception as e:  # Spark wraps the executor's error
         result["trap"] = str(e)
@@ -97,8 +116,28 @@ def on_spark(request):
     return result
 
 
+def lose_a_worker(request):
+    """A slow passthrough job (16 partitions, a second each); the caller
+    kills a worker once it runs: Spark runs the lost tasks again elsewhere."""
+    import threading
+
+    spark = session(request)
+    plugins = {"passthrough": request["passthrough"]}
+    frame = spark.range(0, 160_000, numPartitions=16).selectExpr("id", "id % 7 AS seven")
+    passed = frame.mapInArrow(through(plugins, "passthrough", "{}", pause=1.0), frame.schema)
+    threading.Timer(2.0, lambda: print("running", flush=True)).start()
+    rows = passed.collect()
+    ids = sorted(row.id for row in rows)
+    answer = {"rows": len(rows), "once": ids == list(range(160_000))}
+    spark.stop()
+    return answer
+
+
 def main():
     request = json.load(open(sys.argv[1]))
+    if request.get("scenario") == "lose-a-worker":
+        print(json.dumps({"spark": lose_a_worker(request)}), flush=True)
+        os._exit(0)
     with pa.memory_map(request["input"]) as source:
         table = pa.ipc.open_file(source).read_all()
     batch = table.combine_chunks().to_batches()[0]

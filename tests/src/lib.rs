@@ -4,6 +4,7 @@
 pub mod hdfs;
 pub mod modules;
 pub mod postgres;
+pub mod spark;
 
 use std::path::{Path, PathBuf};
 

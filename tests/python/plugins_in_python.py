@@ -120,12 +120,19 @@ def lose_a_worker(request):
     """A slow passthrough job (16 partitions, a second each); the caller
     kills a worker once it runs: Spark runs the lost tasks again elsewhere."""
     import threading
+    import time
 
     spark = session(request)
+    # Both workers' executors up before the job, so that each runs tasks
+    # when one is killed.
+    status = spark.sparkContext._jsc.sc()
+    deadline = time.time() + 120
+    while status.getExecutorMemoryStatus().size() < 3 and time.time() < deadline:
+        time.sleep(0.2)
     plugins = {"passthrough": request["passthrough"]}
     frame = spark.range(0, 160_000, numPartitions=16).selectExpr("id", "id % 7 AS seven")
     passed = frame.mapInArrow(through(plugins, "passthrough", "{}", pause=1.0), frame.schema)
-    threading.Timer(2.0, lambda: print("running", flush=True)).start()
+    threading.Timer(3.0, lambda: print("running", flush=True)).start()
     rows = passed.collect()
     ids = sorted(row.id for row in rows)
     answer = {"rows": len(rows), "once": ids == list(range(160_000))}

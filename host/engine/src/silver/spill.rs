@@ -79,7 +79,7 @@ impl KeyMemory {
     /// there is a folder to spill to that has not refused a file).
     fn reserve(&self, bytes: u64) -> bool {
         if self.folder.is_none() || self.refused.load(Ordering::Relaxed) {
-            self.held.fetch_add(bytes, Ordering::Relaxed);
+            self.hold(bytes);
             return true;
         }
         self.held
@@ -87,6 +87,12 @@ impl KeyMemory {
                 held.checked_add(bytes).filter(|total| *total <= self.limit)
             })
             .is_ok()
+    }
+
+    /// Counts `bytes` kept on the heap whatever the share (nowhere else to
+    /// put them).
+    fn hold(&self, bytes: u64) {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(super) fn release(&self, bytes: u64) {
@@ -119,12 +125,7 @@ impl KeyMemory {
             Ok(file) => Some(file),
             Err(e) => {
                 std::fs::remove_file(&path).ok();
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "Silver's keys past their share of limits.memory stay in memory: the scratch folder refused a file ({}: {e})\n  hint: give limits.spill a folder on a local disk with room",
-                        path.display()
-                    );
-                }
+                self.refuse(&format!("the scratch folder refused a file ({}: {e})", path.display()));
                 None
             }
         }
@@ -142,16 +143,17 @@ impl KeyMemory {
                 Some(map)
             }
             Err(e) => {
-                self.refuse(&e);
+                self.refuse(&format!("the scratch folder's files cannot be mapped ({e})"));
                 None
             }
         }
     }
 
-    fn refuse(&self, e: &io::Error) {
+    /// From now on keys stay on the heap; says why, once.
+    fn refuse(&self, why: &str) {
         if !self.refused.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "Silver's keys past their share of limits.memory stay in memory: the scratch folder's files cannot be mapped ({e})\n  hint: give limits.spill a folder on a local disk"
+                "Silver's keys past their share of limits.memory stay in memory: {why}\n  hint: give limits.spill a folder on a local disk with room"
             );
         }
     }
@@ -164,7 +166,7 @@ impl KeyMemory {
         if !self.reserve(bytes) {
             match self.map_array(array) {
                 Ok(Some(mapped)) => return Ok(mapped),
-                Ok(None) => self.held.fetch_add(bytes, Ordering::Relaxed),
+                Ok(None) => self.hold(bytes),
                 Err(e) => return Err(format!("could not copy keys to the scratch folder: {e}")),
             };
         }
@@ -203,7 +205,7 @@ impl KeyMemory {
         let map = match MmapRaw::map_raw(&file) {
             Ok(map) => map,
             Err(e) => {
-                self.refuse(&e);
+                self.refuse(&format!("the scratch folder's files cannot be mapped ({e})"));
                 return None;
             }
         };
@@ -352,7 +354,7 @@ impl<T: bytemuck::Pod> Slab<T> {
             None => {
                 if !reserved {
                     // Past the share: counted all the same, given back on drop.
-                    memory.held.fetch_add(bytes as u64, Ordering::Relaxed);
+                    memory.hold(bytes as u64);
                 }
                 Store::Heap { items: vec![T::zeroed(); len], memory: Some(memory.clone()) }
             }

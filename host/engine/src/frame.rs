@@ -135,6 +135,35 @@ pub fn arrow_schema(frame: &DataFrame) -> Result<Arc<Schema>, FrameError> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// `batch` with the columns of `schema`, found by name and cast to its
+/// types: rows computed by another engine (Spark) given the types the
+/// host's own query gives. A column missing, one more, or a value that does
+/// not fit the type is an error naming it.
+pub fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch, String> {
+    let given = batch.schema();
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+    if given.fields().len() != schema.fields().len() {
+        return Err(format!("the rows have the columns {}; expected {}", names(&given), names(schema)));
+    }
+    let options = arrow_cast::CastOptions { safe: false, ..Default::default() };
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = batch.column_by_name(field.name()).ok_or_else(|| {
+            format!(
+                "the rows have no column `{}`: they have {}; expected {}",
+                field.name(),
+                names(&given),
+                names(schema)
+            )
+        })?;
+        let cast = arrow_cast::cast_with_options(column, field.data_type(), &options)
+            .map_err(|e| format!("column `{}` ({}) as {}: {e}", field.name(), column.data_type(), field.data_type()))?;
+        columns.push(cast);
+    }
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,35 +109,10 @@ pub fn compute(
     catalog: &Catalog,
     options: &GoldOptions,
 ) -> Result<(Vec<GoldTable>, Vec<GoldTableReport>), GoldError> {
-    let manifest = match &options.silver_run {
-        None => Manifest::read(lake, crate::silver::ZONE, crate::silver::PARTITION)?.ok_or_else(|| {
-            GoldError::Config(format!(
-                "no Silver in {}\n  hint: build it first: `host run pipeline.yaml --from silver`",
-                lake.url()
-            ))
-        })?,
-        Some(run) => Manifest::at_run(lake, crate::silver::ZONE, run)?.ok_or_else(|| {
-            GoldError::Config(format!(
-                "no Silver of run {run} in {}\n  hint: `host lake history pipeline.yaml silver` lists the runs the lake keeps",
-                lake.url()
-            ))
-        })?,
-    };
+    let manifest = committed_silver(lake, options)?;
     // Every Silver table any Gold table reads, read row group by row group
     // on all cores.
-    let mut needed: Vec<String> = Vec::new();
-    for (name, table) in &spec.tables {
-        for read in spec.reads(table, silver.tables.keys()) {
-            if !manifest.tables.contains_key(&read) {
-                return Err(GoldError::Config(format!(
-                    "gold.tables.{name}: Silver table `{read}` is not in the committed Silver"
-                )));
-            }
-            if !needed.contains(&read) {
-                needed.push(read);
-            }
-        }
-    }
+    let needed = needed(spec, silver, &manifest)?;
     let started = Instant::now();
     let mut sources: HashMap<String, Source> = HashMap::new();
     for read in &needed {
@@ -161,7 +136,7 @@ pub fn compute(
         let table = &spec.tables[*name];
         let started = Instant::now();
         let reads = spec.reads(table, silver.tables.keys());
-        let (gold, plugin) = build_table(name, table, &sources, &reads, catalog, options)?;
+        let (gold, plugin) = build_table(name, table, &mut Queries::Here(&sources), &reads, catalog, options)?;
         // The query's and the plugin's memory is free: the next table starts from it.
         medallion_common::memory::release_freed();
         let report = GoldTableReport {
@@ -178,6 +153,147 @@ pub fn compute(
     Ok(computed.into_iter().unzip())
 }
 
+/// The committed Silver Gold reads: the current one, or the one of
+/// `options.silver_run`.
+fn committed_silver(lake: &Lake, options: &GoldOptions) -> Result<Manifest, GoldError> {
+    match &options.silver_run {
+        None => Manifest::read(lake, crate::silver::ZONE, crate::silver::PARTITION)?.ok_or_else(|| {
+            GoldError::Config(format!(
+                "no Silver in {}\n  hint: build it first: `host run pipeline.yaml --from silver`",
+                lake.url()
+            ))
+        }),
+        Some(run) => Manifest::at_run(lake, crate::silver::ZONE, run)?.ok_or_else(|| {
+            GoldError::Config(format!(
+                "no Silver of run {run} in {}\n  hint: `host lake history pipeline.yaml silver` lists the runs the lake keeps",
+                lake.url()
+            ))
+        }),
+    }
+}
+
+/// Every Silver table some Gold table reads, each once; all must be in
+/// `manifest`.
+fn needed(spec: &GoldSpec, silver: &SilverSpec, manifest: &Manifest) -> Result<Vec<String>, GoldError> {
+    let mut needed: Vec<String> = Vec::new();
+    for (name, table) in &spec.tables {
+        for read in spec.reads(table, silver.tables.keys()) {
+            if !manifest.tables.contains_key(&read) {
+                return Err(GoldError::Config(format!(
+                    "gold.tables.{name}: Silver table `{read}` is not in the committed Silver"
+                )));
+            }
+            if !needed.contains(&read) {
+                needed.push(read);
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// A Gold query run by another engine (the Spark driver, through the Python
+/// module): given the table, its SQL and the committed Silver tables'
+/// files (full locations, in order), its result's rows in order.
+pub type QueryElsewhere<'a> =
+    dyn FnMut(&str, &str, &std::collections::BTreeMap<String, Vec<String>>) -> Result<Vec<RecordBatch>, String> + 'a;
+
+/// Computes every Gold table with its query run by another engine
+/// (`query`), the rest here: each result is given the column types polars
+/// gives the same query over Silver's schemas (`silver_frames`, from
+/// [`crate::silver::check`]), then goes through the table's KPI plugin as
+/// [`compute`]'s does. A query's `split_by` is the other engine's business.
+pub fn compute_elsewhere(
+    lake: &Lake,
+    spec: &GoldSpec,
+    silver: &SilverSpec,
+    silver_frames: &HashMap<String, DataFrame>,
+    catalog: &Catalog,
+    options: &GoldOptions,
+    query: &mut QueryElsewhere<'_>,
+) -> Result<(Vec<GoldTable>, Vec<GoldTableReport>), GoldError> {
+    let manifest = committed_silver(lake, options)?;
+    let needed = needed(spec, silver, &manifest)?;
+    let files: std::collections::BTreeMap<String, Vec<String>> = needed
+        .iter()
+        .map(|read| (read.clone(), manifest.tables[read].files.iter().map(|f| lake.location(f)).collect()))
+        .collect();
+    let mut computed = Vec::new();
+    for (name, table) in &spec.tables {
+        medallion_common::cancel::check()?;
+        let started = Instant::now();
+        let reads = spec.reads(table, silver.tables.keys());
+        let mut queries = Queries::Elsewhere { frames: silver_frames, files: &files, query: &mut *query };
+        let (gold, plugin) = build_table(name, table, &mut queries, &reads, catalog, options)?;
+        let report = GoldTableReport {
+            table: name.clone(),
+            rows: gold.rows(),
+            reads,
+            plugin,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(table = %name, rows = report.rows, seconds = format!("{:.2}", report.seconds), "gold table computed");
+        computed.push((gold, report));
+    }
+    Ok(computed.into_iter().unzip())
+}
+
+/// Where a Gold table's query runs.
+enum Queries<'a, 'q> {
+    /// Here, with polars, over the Silver tables scanned.
+    Here(&'a HashMap<String, Source>),
+    /// In another engine; `frames` are Silver's schemas as empty frames
+    /// (what the result's types are taken from), `files` the committed
+    /// Silver tables' files.
+    Elsewhere {
+        frames: &'a HashMap<String, DataFrame>,
+        files: &'a std::collections::BTreeMap<String, Vec<String>>,
+        query: &'a mut QueryElsewhere<'q>,
+    },
+}
+
+impl Queries<'_, '_> {
+    /// Table `name`'s query result, as batches with their schema, over one
+    /// range of its split column when it has one (here only).
+    fn run(
+        &mut self,
+        name: &str,
+        sql: &str,
+        reads: &[String],
+        range: Option<(&Split, usize)>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), GoldError> {
+        let engine = |e: &dyn std::fmt::Display| GoldError::Engine { table: name.to_owned(), message: e.to_string() };
+        match self {
+            Queries::Here(sources) => {
+                let mut frame = query(name, sql, sources, reads, range)?;
+                let schema = frame::arrow_schema(&frame).map_err(|e| engine(&e))?;
+                let batches = frame::from_polars(&mut frame).map_err(|e| engine(&e))?;
+                Ok((schema, batches))
+            }
+            Queries::Elsewhere { frames, files, query } => {
+                let mut context = polars::sql::SQLContext::new();
+                for read in reads {
+                    let frame = frames.get(read).ok_or_else(|| {
+                        GoldError::Config(format!("gold.tables.{name}: Silver table `{read}` has no known schema"))
+                    })?;
+                    context.register(read, frame.clone().lazy());
+                }
+                let empty = context
+                    .execute(sql)
+                    .and_then(LazyFrame::collect)
+                    .map_err(|e| GoldError::Config(format!("gold.tables.{name}.sql: {e}")))?;
+                let schema = frame::arrow_schema(&empty).map_err(|e| engine(&e))?;
+                let batches = query(name, sql, files).map_err(|e| engine(&e))?;
+                let batches = batches
+                    .iter()
+                    .map(|batch| frame::conform(batch, &schema))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| engine(&format!("the query's result on the other engine: {e}")))?;
+                Ok((schema, batches))
+            }
+        }
+    }
+}
+
 /// A Silver table a Gold query reads.
 struct Source {
     /// Its committed files, scanned.
@@ -189,14 +305,14 @@ struct Source {
 fn build_table(
     name: &str,
     table: &GoldTableSpec,
-    sources: &HashMap<String, Source>,
+    queries: &mut Queries<'_, '_>,
     reads: &[String],
     catalog: &Catalog,
     options: &GoldOptions,
 ) -> Result<(GoldTable, Option<PluginUsed>), GoldError> {
-    let split = match &table.split_by {
-        None => None,
-        Some(column) => Split::planned(name, column, sources, reads, options.memory)?,
+    let split = match (&table.split_by, &queries) {
+        (Some(column), Queries::Here(sources)) => Split::planned(name, column, sources, reads, options.memory)?,
+        _ => None,
     };
     let ranges = split.as_ref().map_or(1, Split::ranges);
     let mut out = Output::new(name, &table.key, &options.spill);
@@ -213,10 +329,8 @@ fn build_table(
             let over = split.describe(range);
             tracing::info!(table = name, range = %over, part = range + 1, of = ranges, "gold query over a range");
         }
-        let mut frame = query(name, &table.sql, sources, reads, split.as_ref().map(|s| (s, range)))?;
-        let engine = |e: &dyn std::fmt::Display| GoldError::Engine { table: name.to_owned(), message: e.to_string() };
+        let (schema, batches) = queries.run(name, &table.sql, reads, split.as_ref().map(|s| (s, range)))?;
         if input_schema.is_none() {
-            let schema = frame::arrow_schema(&frame).map_err(|e| engine(&e))?;
             if let (Some(needs), Some(kpi)) = (&whole, &kpi) {
                 // What the step's SQL does not give is the pipeline's to fix.
                 needs.check(&schema).map_err(|e| {
@@ -225,8 +339,6 @@ fn build_table(
             }
             input_schema = Some(schema);
         }
-        let batches = frame::from_polars(&mut frame).map_err(|e| engine(&e))?;
-        drop(frame);
         match &mut kpi {
             Some(_) if whole.is_some() => held.extend(batches),
             Some(kpi) => {

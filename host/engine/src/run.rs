@@ -284,6 +284,35 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
+/// Silver's tables and Gold's queries computed by another engine (a Spark
+/// cluster, driven through the Python module): the run keeps the rest, the
+/// lake's lock, Bronze, the run log, Silver's counts and commit
+/// ([`silver::publish`]), Gold's KPI plugins and publish
+/// ([`gold::compute_elsewhere`]). An error is the other engine's message.
+pub trait Elsewhere {
+    /// Writes every table of `plan`'s Silver, and its quarantine, as
+    /// Parquet files in `lake` (each in its table's folders, named with
+    /// `run_id`) from the Bronze partition `bronze`; returns what each wrote.
+    fn silver(
+        &mut self,
+        lake: &Lake,
+        plan: &Plan,
+        catalog: &Catalog,
+        bronze: &Manifest,
+        run_id: &str,
+    ) -> Result<Vec<silver::Written>, String>;
+
+    /// Gold table `table`'s query `sql` over the committed Silver tables
+    /// (`silver`: each one's files, full locations, in order); its rows in
+    /// order.
+    fn gold_query(
+        &mut self,
+        table: &str,
+        sql: &str,
+        silver: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<arrow_array::RecordBatch>, String>;
+}
+
 /// Runs `plan`'s stages: takes the lake's lock, keeps the run log, and hands
 /// each stage's summary to `on_stage` as the stage ends. `catalog` is the
 /// plugins already loaded, if any (loaded here when a stage needs them).
@@ -291,6 +320,18 @@ pub fn run(
     plan: &Plan,
     options: &RunOptions,
     catalog: &mut Option<Catalog>,
+    on_stage: &mut dyn FnMut(&StageSummary),
+) -> Result<(), RunError> {
+    run_with(plan, options, catalog, None, on_stage)
+}
+
+/// [`run`], with Silver and Gold's queries computed by `elsewhere` when
+/// given.
+pub fn run_with(
+    plan: &Plan,
+    options: &RunOptions,
+    catalog: &mut Option<Catalog>,
+    mut elsewhere: Option<&mut (dyn Elsewhere + '_)>,
     on_stage: &mut dyn FnMut(&StageSummary),
 ) -> Result<(), RunError> {
     // A bad date fails before the lake is touched.
@@ -336,7 +377,8 @@ pub fn run(
         store.begin_run(&record)?;
     }
     let mut log = RunLog { store: store.as_deref_mut(), record, published: false };
-    let mut outcome = stages_in_order(&run, plan, options, catalog, &mut log, &scratch, on_stage);
+    let mut outcome =
+        stages_in_order(&run, plan, options, catalog, elsewhere.as_deref_mut(), &mut log, &scratch, on_stage);
     if outcome.is_ok() && !log.published {
         // A run log that cannot record the success records a failure, if it can.
         outcome = log.end("succeeded", None).map_err(RunError::from);
@@ -375,11 +417,13 @@ impl RunLog<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn stages_in_order(
     run: &Run,
     plan: &Plan,
     options: &RunOptions,
     catalog: &mut Option<Catalog>,
+    mut elsewhere: Option<&mut (dyn Elsewhere + '_)>,
     log: &mut RunLog<'_>,
     scratch: &Scratch,
     on_stage: &mut dyn FnMut(&StageSummary),
@@ -410,7 +454,7 @@ fn stages_in_order(
                 let scratch = scratch.folder("silver").map_err(|e| {
                     RunError::new(FailureKind::Store, format!("scratch folder {}: {e}", scratch.path().display()))
                 })?;
-                build_silver(run, plan, catalog, partition, options.workers, scratch)
+                build_silver(run, plan, catalog, (partition, options.workers), scratch, elsewhere.as_deref_mut())
             }
             Stage::Gold if plan.gold.tables.is_empty() => Ok(nothing(run, Stage::Gold)),
             Stage::Gold => {
@@ -419,7 +463,8 @@ fn stages_in_order(
                     RunError::new(FailureKind::Store, format!("scratch folder {}: {e}", scratch.path().display()))
                 })?;
                 let silver_run = options.silver_run.as_deref();
-                build_gold(run, plan, catalog, log, (options.workers, silver_run), spill, started_micros)
+                let elsewhere = elsewhere.as_deref_mut();
+                build_gold(run, plan, catalog, log, (options.workers, silver_run), spill, (started_micros, elsewhere))
             }
         };
         let summary = match one_stage() {
@@ -549,9 +594,9 @@ fn build_silver(
     run: &Run,
     plan: &Plan,
     catalog: &Catalog,
-    partition: String,
-    workers: usize,
+    (partition, workers): (String, usize),
     scratch: std::path::PathBuf,
+    elsewhere: Option<&mut (dyn Elsewhere + '_)>,
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
     let options = SilverOptions {
@@ -565,7 +610,17 @@ fn build_silver(
         scratch,
         keep_runs: plan.keep_runs,
     };
-    let report = silver::build(&run.lake, &plan.silver, catalog, &options)?;
+    let report = match elsewhere {
+        None => silver::build(&run.lake, &plan.silver, catalog, &options)?,
+        Some(elsewhere) => {
+            let bronze = Manifest::read(&run.lake, "bronze", &partition)?
+                .ok_or_else(|| RunError::config(format!("no Bronze partition {partition} in {}", run.lake.url())))?;
+            let written = elsewhere
+                .silver(&run.lake, plan, catalog, &bronze, &run.id)
+                .map_err(|e| RunError::new(FailureKind::Plugin, format!("silver: {e}")))?;
+            silver::publish(&run.lake, &plan.silver, catalog, &bronze, written, &options)?
+        }
+    };
     let run_tables = report
         .tables
         .iter()
@@ -597,7 +652,7 @@ fn build_gold(
     log: &mut RunLog<'_>,
     (workers, silver_run): (usize, Option<&str>),
     spill: std::path::PathBuf,
-    started_micros: i64,
+    (started_micros, elsewhere): (i64, Option<&mut (dyn Elsewhere + '_)>),
 ) -> Result<StageSummary, RunError> {
     let started = Instant::now();
     let options = GoldOptions {
@@ -608,7 +663,17 @@ fn build_gold(
         spill,
         silver_run: silver_run.map(str::to_owned),
     };
-    let (tables, reports) = gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?;
+    let (tables, reports) = match elsewhere {
+        None => gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?,
+        Some(elsewhere) => {
+            let frames = silver::check(&plan.silver, catalog, plan.limits)
+                .map_err(|(at, e)| RunError::config(format!("{at}: {e}")))?;
+            let mut query = |table: &str, sql: &str, files: &std::collections::BTreeMap<String, Vec<String>>| {
+                elsewhere.gold_query(table, sql, files)
+            };
+            gold::compute_elsewhere(&run.lake, &plan.gold, &plan.silver, &frames, catalog, &options, &mut query)?
+        }
+    };
     let computed_seconds = started.elapsed().as_secs_f64();
     let run_tables: Vec<RunTable> = reports
         .iter()

@@ -14,8 +14,12 @@
 //! for port, batches in instance.finish(): ...
 //! ```
 //!
-//! Not for: the pipeline, the lake or Gold (the driver that runs a pipeline
-//! on Spark builds on this; see the issue "Past one machine").
+//! `medallion.run` runs a whole pipeline with the host's run, Silver's
+//! tables and Gold's queries computed by a Spark driver, and
+//! `medallion.Parts` writes a task's rows into the lake (see [`driver`] and
+//! `host/python/medallion_spark.py`).
+
+mod driver;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -172,5 +176,8 @@ fn medallion(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Instance>()?;
     module.add("PluginFailure", module.py().get_type::<PluginFailure>())?;
     module.add("CONTRACT_VERSION", medallion_plugin::CONTRACT_VERSION)?;
+    module.add_class::<driver::Parts>()?;
+    module.add_function(wrap_pyfunction!(driver::run, module)?)?;
+    module.add("RunFailure", module.py().get_type::<driver::RunFailure>())?;
     Ok(())
 }

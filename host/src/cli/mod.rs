@@ -8,6 +8,7 @@ mod print;
 mod progress;
 mod run;
 mod serve;
+mod spark;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,13 @@ enum Command {
     /// Example: host lake history pipeline.yaml silver
     #[command(subcommand)]
     Lake(lake::LakeCommand),
+    /// Run the pipeline on a Spark cluster: the same plugins, the same
+    /// results, Silver and Gold's SQL computed by the cluster (needs the
+    /// `medallion` Python module on the driver and the executors; see the
+    /// README).
+    ///
+    /// Example: host spark-submit pipeline.yaml --master spark://spark-master:7077 -- --executor-memory 2g
+    SparkSubmit(spark::SparkSubmit),
     /// Show the run log kept in the Gold store.
     ///
     /// Example: host runs pipeline.yaml --limit 5
@@ -125,6 +133,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ingest(args) => data::ingest_command(args),
         Command::Validate(args) => run::validate(args),
         Command::Run(args) => run::run(args),
+        Command::SparkSubmit(args) => spark::spark_submit(args),
         Command::Runs(args) => run::runs(args),
         Command::Ddl(args) => lake::ddl(args),
         Command::Lake(command) => lake::run(command),

@@ -24,6 +24,13 @@ pub(crate) struct PipelineArgs {
     overrides: Vec<String>,
 }
 
+impl PipelineArgs {
+    /// The `--set` overrides.
+    pub(crate) fn overrides(&self) -> &[String] {
+        &self.overrides
+    }
+}
+
 /// Arguments of `host run`.
 #[derive(Debug, Args)]
 pub(crate) struct Run {

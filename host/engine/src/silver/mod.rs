@@ -296,13 +296,163 @@ pub fn build(
             options.scratch.join("keys").display()
         );
     }
+    commit(lake, manifest, &mut report, options.keep_runs)?;
+    Ok(report)
+}
+
+/// Commits the tables of `manifest` as this run's Silver, and notes in
+/// `report` the Delta version of each.
+fn commit(lake: &Lake, mut manifest: Manifest, report: &mut SilverReport, keep_runs: usize) -> Result<(), SilverError> {
     medallion_common::cancel::check()?;
     manifest.committed_at = medallion_common::date::rfc3339(now_micros());
-    manifest.commit(lake, ZONE, PARTITION, options.keep_runs)?;
+    manifest.commit(lake, ZONE, PARTITION, keep_runs)?;
     for table in &mut report.tables {
         table.delta_version = manifest.version_of(&format!("{ZONE}/{}", table.table));
     }
+    Ok(())
+}
+
+/// A Silver table written by another engine (the Spark driver, through the
+/// Python module): its files in the lake, lake-relative, in row order, and
+/// the reasons it counted. What the files hold is counted again from their
+/// footers by [`publish`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Written {
+    /// The Silver table.
+    pub table: String,
+    /// Its data files (`silver/<table>/...`).
+    pub files: Vec<String>,
+    /// Its quarantine files (`quarantine/silver/<table>/{clean,checks,nulled}/...`).
+    #[serde(default)]
+    pub quarantine_files: Vec<String>,
+    /// Quarantined rows per reason.
+    #[serde(default)]
+    pub reasons: BTreeMap<String, u64>,
+    /// Values made null per reason.
+    #[serde(default)]
+    pub nulled: BTreeMap<String, u64>,
+    /// Wall time, seconds.
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+/// Checks and commits Silver tables another engine wrote ([`Written`]),
+/// from the Bronze partition `bronze` (`options.bronze_partition`): every
+/// table of `spec` is there, its rows and quarantined rows counted from the
+/// files add up to its Bronze table's and to its reasons, and its cleaning
+/// plugin is the one the catalog gives (the run log names it). Then one
+/// commit, as [`build`]'s. On any error nothing is published.
+pub fn publish(
+    lake: &Lake,
+    spec: &SilverSpec,
+    catalog: &Catalog,
+    bronze: &Manifest,
+    written: Vec<Written>,
+    options: &SilverOptions,
+) -> Result<SilverReport, SilverError> {
+    let order = spec.order().map_err(SilverError::Config)?;
+    let mut manifest =
+        Manifest { run_id: options.run_id.clone(), committed_at: String::new(), tables: BTreeMap::new() };
+    let mut report = SilverReport::default();
+    for name in &order {
+        let table = &spec.tables[name];
+        let engine = |message: String| engine_error(name, message);
+        let done = written.iter().find(|w| &w.table == name).ok_or_else(|| engine("it was not built".to_owned()))?;
+        let rows = rows_in(lake, &done.files)?;
+        // Nulled values are kept beside rows that stay in Silver.
+        let nulled_folder = format!("quarantine/{ZONE}/{name}/nulled/");
+        let set_aside: Vec<String> =
+            done.quarantine_files.iter().filter(|f| !f.starts_with(&nulled_folder)).cloned().collect();
+        let quarantined = rows_in(lake, &set_aside)?;
+        let counted: u64 = done.reasons.values().sum();
+        if counted != quarantined {
+            return Err(SilverError::Conservation {
+                table: name.clone(),
+                detail: format!("its quarantine files hold {quarantined} rows, its reasons count {counted}"),
+            });
+        }
+        let (source, bronze_rows, plugin) = match (&table.from, &table.clean) {
+            (Some(from), Some(step)) => {
+                let files = bronze.tables.get(from).ok_or_else(|| {
+                    SilverError::Config(format!(
+                        "silver.tables.{name}: Bronze table `{from}` is not in partition {}",
+                        options.bronze_partition
+                    ))
+                })?;
+                conserved(name, from, files.rows, rows, quarantined, &done.reasons)?;
+                let plugin = catalog.resolve(&step.plugin, step.version.as_deref()).ok_or_else(|| {
+                    SilverError::Config(format!("silver.tables.{name}.clean: no plugin `{}`", step.plugin))
+                })?;
+                let info = plugin.info();
+                let used = PluginUsed {
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    sha256: plugin.sha256().to_owned(),
+                    config: step.config.clone(),
+                };
+                (format!("bronze/{from}"), files.rows, Some(used))
+            }
+            _ => ("sql".to_owned(), 0, None),
+        };
+        let files_source = match plugin {
+            Some(_) => format!("{source}/{}", options.bronze_partition),
+            None => source.clone(),
+        };
+        report.tables.push(SilverTableReport {
+            table: name.clone(),
+            source,
+            bronze_rows,
+            rows,
+            quarantined,
+            reasons: done.reasons.clone(),
+            nulled: done.nulled.clone(),
+            plugin,
+            seconds: done.seconds,
+            delta_version: None,
+        });
+        let files = TableFiles {
+            source: files_source,
+            files: done.files.clone(),
+            rows,
+            quarantine_files: done.quarantine_files.clone(),
+            quarantined,
+            reasons: done.reasons.clone(),
+            ..TableFiles::default()
+        };
+        manifest.tables.insert(name.clone(), files);
+    }
+    if let Some(extra) = written.iter().find(|w| !spec.tables.contains_key(&w.table)) {
+        return Err(engine_error(&extra.table, "no such Silver table in the pipeline"));
+    }
+    commit(lake, manifest, &mut report, options.keep_runs)?;
     Ok(report)
+}
+
+/// The rows in Parquet files of the lake, from their footers.
+fn rows_in(lake: &Lake, files: &[String]) -> Result<u64, SilverError> {
+    if files.is_empty() {
+        return Ok(0);
+    }
+    Ok(ParquetTable::open(lake, files, Arc::new(Schema::empty()))?.rows())
+}
+
+/// Checks that every one of the `bronze` rows of Bronze table `from` is
+/// accounted for in Silver table `table`: `rows` kept and `quarantined` set
+/// aside (by `reasons`).
+fn conserved(
+    table: &str,
+    from: &str,
+    bronze: u64,
+    rows: u64,
+    quarantined: u64,
+    reasons: &BTreeMap<String, u64>,
+) -> Result<(), SilverError> {
+    if bronze == rows + quarantined {
+        return Ok(());
+    }
+    let detail = format!("Bronze `{from}` has {bronze} rows, Silver {rows}, quarantine {quarantined} ({reasons:?})");
+    Err(SilverError::Conservation { table: table.to_owned(), detail })
 }
 
 /// Checks the `silver:` section without data: every cleaning plugin exists
@@ -532,7 +682,7 @@ impl TableBuilder<'_> {
         }
         let rows = written.rows;
         let quarantined = cleaned.quarantined + checks.rows;
-        self.conserved(from, input.rows(), rows, quarantined, &reasons)?;
+        conserved(self.name, from, input.rows(), rows, quarantined, &reasons)?;
         tracing::debug!(
             table = %self.name,
             seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -570,24 +720,6 @@ impl TableBuilder<'_> {
             ..TableFiles::default()
         };
         Ok(BuiltTable { files, report, indexes: written.indexes })
-    }
-
-    /// Checks that every one of the `bronze` rows of Bronze table `from` is
-    /// accounted for: `rows` kept and `quarantined` set aside (by `reasons`).
-    fn conserved(
-        &self,
-        from: &str,
-        bronze: u64,
-        rows: u64,
-        quarantined: u64,
-        reasons: &BTreeMap<String, u64>,
-    ) -> Result<(), SilverError> {
-        if bronze == rows + quarantined {
-            return Ok(());
-        }
-        let detail =
-            format!("Bronze `{from}` has {bronze} rows, Silver {rows}, quarantine {quarantined} ({reasons:?})");
-        Err(SilverError::Conservation { table: self.name.to_owned(), detail })
     }
 
     fn build_from_sql(

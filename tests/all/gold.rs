@@ -40,6 +40,11 @@ impl Setup {
         std::fs::write(&self.pipeline, text.replacen(from, to, 1)).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// The plugins folder.
+    pub(crate) fn plugins(&self) -> &std::path::Path {
+        self.plugins.path()
+    }
+
     /// The folder of the generated sources.
     pub(crate) fn sources(&self) -> &std::path::Path {
         self.sources.path()

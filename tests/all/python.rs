@@ -3,7 +3,10 @@
 //! process gives what the host's gives, fails as the host's does, and runs
 //! on the executors of a Spark standalone cluster of the test's own (a
 //! master and two workers, `medallion_tests::spark`) through `mapInArrow`,
-//! losing a worker mid-job without losing a row.
+//! losing a worker mid-job without losing a row; and a whole pipeline run
+//! on that cluster by `host spark-submit` gives the host's results, loses a
+//! worker without a difference, and publishes nothing when a plugin fails on
+//! an executor.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -166,4 +169,140 @@ fn a_worker_lost_mid_job_loses_no_row() {
         serde_json::from_str(&answer.unwrap_or_else(|| panic!("no answer: {log}"))).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(answer["spark"], serde_json::json!({"rows": 160_000, "once": true}), "{log}");
     assert!(log.contains("lost") || log.contains("Lost"), "no worker was lost mid-job: {log}");
+}
+
+/// Copies a folder and everything in it.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
+        let target = to.join(entry.file_name());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+        }
+    }
+}
+
+/// The venv's `spark-submit`, beside its Python.
+fn spark_submit() -> std::path::PathBuf {
+    python().with_file_name("spark-submit")
+}
+
+/// Compares two runs' Silver, quarantine, Gold and run log
+/// (`tests/python/same_results.py`).
+fn same_results(lake_a: &Path, db_a: &Path, lake_b: &Path, db_b: &Path) -> serde_json::Value {
+    let output = std::process::Command::new(python())
+        .arg(repo_root().join("tests/python/same_results.py"))
+        .args([lake_a, db_a, lake_b, db_b])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The same Bronze through `host run` and through `host spark-submit` on a
+/// two-worker cluster, one worker killed while Silver runs: Silver row for
+/// row, quarantine row for row with reasons, Gold cell for cell, the run
+/// log's counts and plugins, all the same. Then a plugin that traps, loops
+/// or runs out of memory on an executor: the run fails naming the plugin,
+/// the call and the cause, nothing is published, the previous results stay.
+#[test]
+fn a_pipeline_on_spark_gives_the_hosts_results() {
+    use std::io::{BufRead, BufReader};
+
+    let mut setup = crate::gold::Setup::new("0.01");
+    let host_db = setup.lake.path().join("gold.db");
+    setup.run(&["--only", "bronze", "--ingest-date", "2026-11-30"], &setup.sqlite());
+    let spark_dir = temp_dir();
+    let spark_lake = spark_dir.path().join("lake");
+    copy_tree(setup.lake.path(), &spark_lake);
+    std::fs::remove_file(spark_lake.join("gold.db")).unwrap_or_else(|e| panic!("{e}"));
+    setup.run(&["--from", "silver"], &setup.sqlite());
+
+    let mut cluster = SparkCluster::start(&python(), 2).unwrap_or_else(|e| panic!("cannot start Spark: {e}"));
+    let spark_db = spark_dir.path().join("gold.db");
+    let spark_store = format!("sqlite:{}", spark_db.display());
+    let master = cluster.master.clone();
+    let submit = |setup: &crate::gold::Setup, extra: &[&str]| {
+        let mut args = vec!["spark-submit", "--master", master.as_str(), "--from", "silver"];
+        args.extend(extra);
+        let mut command = setup.command(&args, &spark_store);
+        let spark_submit = spark_submit();
+        command
+            .arg("--spark-submit")
+            .arg(&spark_submit)
+            .env("MEDALLION_LAKE", &spark_lake)
+            .env("PYSPARK_PYTHON", python())
+            .env("PYSPARK_DRIVER_PYTHON", python())
+            // spark-submit hands the Python driver's stdout and stderr to its
+            // own stdout.
+            .stdout(std::process::Stdio::piped());
+        command.spawn().unwrap_or_else(|e| panic!("cannot run host spark-submit: {e}"))
+    };
+
+    // A worker lost while Silver runs on the cluster: its tasks run again.
+    let mut child = submit(&setup, &[]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout"))).lines();
+    let mut log = String::new();
+    let mut killed = false;
+    while let Some(Ok(line)) = lines.next() {
+        if !killed && line.starts_with("silver table dim_customers on the cluster") {
+            cluster.kill_worker(1);
+            killed = true;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ")).collect();
+    let tail = tail[tail.len().saturating_sub(40)..].join("\n");
+    assert!(status.success() && killed, "{status}, worker killed: {killed}\n{tail}");
+    let same = same_results(setup.lake.path(), &host_db, &spark_lake, &spark_db);
+    assert_eq!(same["same"], true, "{same}");
+    for table in ["silver/fact_order_items", "quarantine/silver/fact_order_items/checks", "dm_customer_metrics"] {
+        assert!(same["tables"][table].as_u64().is_some_and(|rows| rows > 0), "{table}: {same}");
+    }
+    assert!(same["run_log"].as_array().is_some_and(|tables| tables.len() == 11), "{same}");
+
+    // A plugin that fails on an executor: the run fails, nothing published.
+    let silver_before = std::fs::read(spark_lake.join("silver/_commits/current.json")).unwrap_or_default();
+    setup.edit_pipeline(
+        "    dim_date:\n",
+        "    evil_orders:\n      from: orders\n      clean:\n        plugin: evil\n        config: { mode: MODE }\n\n    dim_date:\n",
+    );
+    let edited = std::fs::read_to_string(setup.lake.path().join("edited-pipeline.yaml")).unwrap_or_default();
+    let evil = setup.lake.path().join("plugins-with-evil");
+    copy_tree(setup.plugins(), &evil);
+    medallion_tests::copy_plugin(artifacts::EVIL, &evil.join("evil.wasm"));
+    for (mode, limits, cause) in [
+        ("trap", "", "trap"),
+        ("loop", "plugins.limits.call_budget_ms=3000", "budget"),
+        ("memory", "plugins.limits.memory_mb=64", "memory"),
+    ] {
+        std::fs::write(setup.lake.path().join("edited-pipeline.yaml"), edited.replace("MODE", mode))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plugins = format!("plugins.dir={}", evil.display());
+        let mut extra = vec!["--set", plugins.as_str()];
+        if !limits.is_empty() {
+            extra.extend(["--set", limits]);
+        }
+        let child = submit(&setup, &extra);
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(4), "{mode}: {stdout}\n{stderr}");
+        let error = stdout
+            .lines()
+            .find(|l| l.starts_with("error: silver"))
+            .unwrap_or_else(|| panic!("{mode}: {stdout}\n{stderr}"));
+        for part in ["evil", "push", cause] {
+            assert!(error.to_lowercase().contains(part), "{mode}: no {part:?} in: {error}");
+        }
+        let silver_after = std::fs::read(spark_lake.join("silver/_commits/current.json")).unwrap_or_default();
+        assert!(silver_before == silver_after, "{mode}: a failed run changed the committed Silver");
+        let same = same_results(setup.lake.path(), &host_db, &spark_lake, &spark_db);
+        assert_eq!(same["same"], true, "{mode}: the previous results changed: {same}");
+    }
 }

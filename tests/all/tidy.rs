@@ -64,7 +64,7 @@ const LAYERS: [(&str, u8); 10] = [
     ("medallion-lake", 1),
     ("medallion-store", 1),
     ("medallion-pipeline", 2),
-    ("medallion-python", 2),
+    ("medallion-python", 4),
     ("medallion-engine", 3),
     ("medallion-api", 3),
     ("medallion-host", 4),

@@ -19,7 +19,7 @@ line_amount, dim_date.
 Gold: the five tables' SQL, then the KPI formulas of the plugins, written to a
 fresh SQLite file GOLD_DB (dates as ISO text).
 
-Spark: local[*], 8 GiB driver, 8 shuffle partitions, no UI, ANSI off and
+Spark: local[*] (or the cluster MEDALLION_SPARK_MASTER names), 8 GiB driver, 8 shuffle partitions, no UI, ANSI off and
 try_cast / try_to_date (bad values -> null), the CORRECTED time parser (no
 lenient roll-over of 2023-02-30). Independent tables (the Bronze files, the
 Silver tables whose parents are kept) run as concurrent jobs from threads, as
@@ -31,6 +31,7 @@ seconds of each stage: {"stages": {"startup": s, "bronze": s, "silver": s,
 """
 
 import concurrent.futures
+import os
 import datetime
 import json
 import pathlib
@@ -51,7 +52,7 @@ WHITESPACE = " \t\n\r\f\v"  # stripped around numbers and dates
 
 def session() -> SparkSession:
     spark = (
-        SparkSession.builder.master("local[*]")
+        SparkSession.builder.master(os.environ.get("MEDALLION_SPARK_MASTER", "local[*]"))
         .appName("medallion-spark")
         .config("spark.driver.memory", "8g")  # local mode: the driver is the executor; read before the JVM starts
         .config("spark.sql.shuffle.partitions", "8")

@@ -75,9 +75,14 @@ def for_spark(schema):
 
 
 def as_spark(batch, schema):
-    """`batch` cast to `schema` (from `for_spark`)."""
+    """`batch` cast to `schema` (from `for_spark`); a batch with other
+    columns than the port's first is the plugin's fault."""
     if batch.schema.equals(schema):
         return batch
+    if batch.schema.names != schema.names:
+        raise medallion.PluginFailure(
+            f"the plugin's batches on one port do not all have the same columns: {batch.schema.names} after {schema.names}"
+        )
     columns = [batch.column(i).cast(schema.field(i).type) for i in range(batch.num_columns)]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
@@ -213,7 +218,13 @@ class Cluster:
                 if r["target"] == t:
                     for reason, n in json.loads(r["reasons"]).items():
                         reasons[reason] = reasons.get(reason, 0) + n
-            result.append(([r["file"] for r in written if r["target"] == t], reasons))
+            files = [r["file"] for r in written if r["target"] == t]
+            if not files and targets[t].schema is not None and targets[t].keep != "rejected":
+                # An empty table is still a table: one file of its columns.
+                empty = medallion.Parts(plan["lake"], targets[t].folder, f"{plan['run_id']}-empty", targets[t].schema)
+                empty.write(pa.RecordBatch.from_pylist([], schema=targets[t].schema))
+                files = empty.finish()[0]
+            result.append((files, reasons))
         return result
 
     def read(self, lake, files):
@@ -250,7 +261,8 @@ class Cluster:
             raise RuntimeError(f"silver table `{name}`: its Bronze table has no files")
         bronze = reduce(DataFrame.unionByName, parts)
         if not clean["stateless"]:
-            bronze = bronze.coalesce(1)
+            # One instance sees every row, in Bronze order.
+            bronze = bronze.repartitionByRange(1, "_row").sortWithinPartitions("_row")
         tagged = bronze.mapInArrow(cleaner(name, clean, plan["limits"]), TAGGED)
         tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
         try:
@@ -258,21 +270,24 @@ class Cluster:
             for port in ("out", "rejected", "nulled"):
                 first = tagged.where(F.col("_port") == port).select("_batch").limit(1).collect()
                 if first:
-                    schema = for_spark(pa.ipc.open_stream(pa.py_buffer(bytes(first[0]["_batch"]))).schema)
+                    original = pa.ipc.open_stream(pa.py_buffer(bytes(first[0]["_batch"]))).schema
+                    schema = for_spark(original)
                     rows = tagged.where(F.col("_port") == port).select("_batch")
-                    ports[port] = (rows.mapInArrow(decoder(schema), from_arrow_schema(schema).add("_i", "long")), schema)
+                    decoded = rows.mapInArrow(decoder(schema), from_arrow_schema(schema).add("_i", "long"))
+                    ports[port] = (decoded, schema, original)
             quarantine_files, reasons, nulled = [], {}, {}
             for port, kind, counts in (("rejected", "clean", reasons), ("nulled", "nulled", nulled)):
                 if port in ports:
-                    frame, schema = ports[port]
-                    target = Target(f"{table['quarantine']}/{kind}", schema.names, reasons=True)
+                    # Stored with the types the plugin gave, as the host stores them.
+                    frame, schema, original = ports[port]
+                    target = Target(f"{table['quarantine']}/{kind}", schema.names, original, reasons=True)
                     [(files, counted)] = self.files(frame, plan, [target], by=("_row", "_i"))
                     quarantine_files += files
                     for reason, n in counted.items():
                         counts[reason] = counts.get(reason, 0) + n
             files = []
             if "out" in ports:
-                out, out_schema = ports["out"]
+                out, out_schema, _ = ports["out"]
                 checked = self.rules(plan, table, out.drop("_i"), built)
                 cleaned = list(out_schema.names)
                 targets = [
@@ -302,6 +317,15 @@ class Cluster:
             hit = f"__hit{i}"
             chosen = [F.col(parent["key"]).alias(f"__key{i}"), F.lit(True).alias(hit)]
             chosen += [F.col(c).alias(f"__take{i}_{c}") for c in parent["take"]]
+            if parent["take"]:
+                twice = keys.groupBy(parent["key"]).count().where(F.col("count") > 1).limit(1).collect()
+                if twice:
+                    raise RuntimeError(
+                        f"silver table `{table['name']}`: parent `{parent['table']}` has key "
+                        f"{twice[0][parent['key']]!r} on more than one row, so the columns taken from it "
+                        f"({', '.join(parent['take'])}) are ambiguous (which row's?)\n  hint: give "
+                        f"`{parent['table']}` `key: {parent['key']}`, or take nothing from it"
+                    )
             keys = keys.select(*chosen).dropDuplicates([f"__key{i}"])
             frame = frame.join(keys, frame[parent["column"]] == keys[f"__key{i}"], "left")
             missing = F.col(hit).isNull()
@@ -310,9 +334,11 @@ class Cluster:
         for i, parent in enumerate(table["parents"]):
             for c in parent["take"]:
                 frame = frame.withColumnRenamed(f"__take{i}_{c}", c)
-        for column, expression in table["derive"]:
-            frame = frame.withColumn(column, F.expr(expression))
-        return frame
+        # Every derived column from the row as it was before them (polars'
+        # `with_columns`): one replaced in place, the others after.
+        derived = {column: F.expr(expression).alias(column) for column, expression in table["derive"]}
+        kept = [derived.pop(c) if c in derived else F.col(c) for c in frame.columns]
+        return frame.select(*kept, *derived.values())
 
     @staticmethod
     def output_columns(table, cleaned):

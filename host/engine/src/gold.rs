@@ -199,20 +199,28 @@ pub type QueryElsewhere<'a> =
 
 /// Computes every Gold table with its query run by another engine
 /// (`query`), the rest here: each result is given the column types polars
-/// gives the same query over Silver's schemas (`silver_frames`, from
-/// [`crate::silver::check`]), then goes through the table's KPI plugin as
+/// gives the same query over the committed Silver tables' schemas (their
+/// files' footers), then goes through the table's KPI plugin as
 /// [`compute`]'s does. A query's `split_by` is the other engine's business.
 pub fn compute_elsewhere(
     lake: &Lake,
     spec: &GoldSpec,
     silver: &SilverSpec,
-    silver_frames: &HashMap<String, DataFrame>,
     catalog: &Catalog,
     options: &GoldOptions,
     query: &mut QueryElsewhere<'_>,
 ) -> Result<(Vec<GoldTable>, Vec<GoldTableReport>), GoldError> {
     let manifest = committed_silver(lake, options)?;
     let needed = needed(spec, silver, &manifest)?;
+    let mut silver_frames = HashMap::new();
+    for read in &needed {
+        let files = &manifest.tables[read].files;
+        let table = medallion_lake::ParquetTable::open(lake, files, Arc::new(arrow_schema::Schema::empty()))?;
+        let frame = frame::to_polars(table.schema(), &[])
+            .map_err(|e| GoldError::Engine { table: read.clone(), message: e.to_string() })?;
+        silver_frames.insert(read.clone(), frame);
+    }
+    let silver_frames = &silver_frames;
     let files: std::collections::BTreeMap<String, Vec<String>> = needed
         .iter()
         .map(|read| (read.clone(), manifest.tables[read].files.iter().map(|f| lake.location(f)).collect()))

@@ -288,7 +288,8 @@ pub fn default_workers() -> usize {
 /// cluster, driven through the Python module): the run keeps the rest, the
 /// lake's lock, Bronze, the run log, Silver's counts and commit
 /// ([`silver::publish`]), Gold's KPI plugins and publish
-/// ([`gold::compute_elsewhere`]). An error is the other engine's message.
+/// ([`gold::compute_elsewhere`]). An error says what failed in the other
+/// engine, of the kind it is (a plugin's fault, or the cluster's).
 pub trait Elsewhere {
     /// Writes every table of `plan`'s Silver, and its quarantine, as
     /// Parquet files in `lake` (each in its table's folders, named with
@@ -300,7 +301,7 @@ pub trait Elsewhere {
         catalog: &Catalog,
         bronze: &Manifest,
         run_id: &str,
-    ) -> Result<Vec<silver::Written>, String>;
+    ) -> Result<Vec<silver::Written>, RunError>;
 
     /// Gold table `table`'s query `sql` over the committed Silver tables
     /// (`silver`: each one's files, full locations, in order); its rows in
@@ -310,7 +311,7 @@ pub trait Elsewhere {
         table: &str,
         sql: &str,
         silver: &std::collections::BTreeMap<String, Vec<String>>,
-    ) -> Result<Vec<arrow_array::RecordBatch>, String>;
+    ) -> Result<Vec<arrow_array::RecordBatch>, RunError>;
 }
 
 /// Runs `plan`'s stages: takes the lake's lock, keeps the run log, and hands
@@ -331,7 +332,7 @@ pub fn run_with(
     plan: &Plan,
     options: &RunOptions,
     catalog: &mut Option<Catalog>,
-    mut elsewhere: Option<&mut (dyn Elsewhere + '_)>,
+    elsewhere: Option<&mut (dyn Elsewhere + '_)>,
     on_stage: &mut dyn FnMut(&StageSummary),
 ) -> Result<(), RunError> {
     // A bad date fails before the lake is touched.
@@ -377,8 +378,7 @@ pub fn run_with(
         store.begin_run(&record)?;
     }
     let mut log = RunLog { store: store.as_deref_mut(), record, published: false };
-    let mut outcome =
-        stages_in_order(&run, plan, options, catalog, elsewhere.as_deref_mut(), &mut log, &scratch, on_stage);
+    let mut outcome = stages_in_order(&run, plan, options, catalog, elsewhere, &mut log, &scratch, on_stage);
     if outcome.is_ok() && !log.published {
         // A run log that cannot record the success records a failure, if it can.
         outcome = log.end("succeeded", None).map_err(RunError::from);
@@ -617,7 +617,7 @@ fn build_silver(
                 .ok_or_else(|| RunError::config(format!("no Bronze partition {partition} in {}", run.lake.url())))?;
             let written = elsewhere
                 .silver(&run.lake, plan, catalog, &bronze, &run.id)
-                .map_err(|e| RunError::new(FailureKind::Plugin, format!("silver: {e}")))?;
+                .map_err(|e| RunError::new(e.kind, format!("silver: {}", e.message)))?;
             silver::publish(&run.lake, &plan.silver, catalog, &bronze, written, &options)?
         }
     };
@@ -666,12 +666,10 @@ fn build_gold(
     let (tables, reports) = match elsewhere {
         None => gold::compute(&run.lake, &plan.gold, &plan.silver, catalog, &options)?,
         Some(elsewhere) => {
-            let frames = silver::check(&plan.silver, catalog, plan.limits)
-                .map_err(|(at, e)| RunError::config(format!("{at}: {e}")))?;
             let mut query = |table: &str, sql: &str, files: &std::collections::BTreeMap<String, Vec<String>>| {
-                elsewhere.gold_query(table, sql, files)
+                elsewhere.gold_query(table, sql, files).map_err(|e| e.message)
             };
-            gold::compute_elsewhere(&run.lake, &plan.gold, &plan.silver, &frames, catalog, &options, &mut query)?
+            gold::compute_elsewhere(&run.lake, &plan.gold, &plan.silver, catalog, &options, &mut query)?
         }
     };
     let computed_seconds = started.elapsed().as_secs_f64();

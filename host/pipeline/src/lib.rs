@@ -8,6 +8,7 @@
 //!
 //! Not for: running anything.
 
+pub mod dialect;
 mod interpolate;
 mod stages;
 

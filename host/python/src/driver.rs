@@ -31,7 +31,7 @@ pyo3::create_exception!(
     medallion,
     RunFailure,
     PyException,
-    "A pipeline run failed; nothing it computed was published. `.kind` says what failed (config, source, plugin, store, interrupted), `.exit_code` the host's exit code for it."
+    "A pipeline run failed: the stage that failed published nothing (the stages before it published theirs, each all or nothing). `.kind` says what failed (config, source, plugin, store, interrupted), `.exit_code` the host's exit code for it."
 );
 
 /// Bronze's lineage columns, which the cleaning plugins do not see.
@@ -133,10 +133,13 @@ struct PythonEngine {
     driver: Py<PyAny>,
 }
 
-/// A Python exception as the run's error: its type and message.
-fn described(py: Python<'_>, e: &PyErr) -> String {
+/// A Python exception as the run's error: a plugin's failure
+/// (`PluginFailure`), or the cluster's (anything else: the lake, a lost
+/// cluster, the driver).
+fn described(py: Python<'_>, e: &PyErr) -> RunError {
     let kind = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "Exception".to_owned());
-    format!("{kind}: {}", e.value(py))
+    let failure = if e.is_instance_of::<crate::PluginFailure>(py) { FailureKind::Plugin } else { FailureKind::Store };
+    RunError::new(failure, format!("{kind}: {}", e.value(py)))
 }
 
 impl Elsewhere for PythonEngine {
@@ -147,8 +150,8 @@ impl Elsewhere for PythonEngine {
         catalog: &Catalog,
         bronze: &Manifest,
         run_id: &str,
-    ) -> Result<Vec<silver::Written>, String> {
-        let (request, schemas) = silver_request(lake, plan, catalog, bronze, run_id)?;
+    ) -> Result<Vec<silver::Written>, RunError> {
+        let (request, schemas) = silver_request(lake, plan, catalog, bronze, run_id).map_err(RunError::config)?;
         Python::attach(|py| {
             let schemas: HashMap<String, PyArrowType<Schema>> =
                 schemas.into_iter().map(|(name, schema)| (name, PyArrowType(schema))).collect();
@@ -157,7 +160,8 @@ impl Elsewhere for PythonEngine {
                 .call_method1(py, "silver", (request.to_string(), schemas))
                 .map_err(|e| described(py, &e))?;
             let text: String = answer.extract(py).map_err(|e| described(py, &e))?;
-            serde_json::from_str(&text).map_err(|e| format!("the driver's answer to `silver`: {e}"))
+            serde_json::from_str(&text)
+                .map_err(|e| RunError::new(FailureKind::Store, format!("the driver's answer to `silver`: {e}")))
         })
     }
 
@@ -166,8 +170,8 @@ impl Elsewhere for PythonEngine {
         table: &str,
         sql: &str,
         silver: &BTreeMap<String, Vec<String>>,
-    ) -> Result<Vec<RecordBatch>, String> {
-        let files = serde_json::to_string(silver).map_err(|e| e.to_string())?;
+    ) -> Result<Vec<RecordBatch>, RunError> {
+        let files = serde_json::to_string(silver).map_err(|e| RunError::new(FailureKind::Store, e.to_string()))?;
         Python::attach(|py| {
             let answer =
                 self.driver.call_method1(py, "gold_query", (table, sql, files)).map_err(|e| described(py, &e))?;
@@ -247,7 +251,8 @@ fn silver_request(
     }
     let request = json!({
         "run_id": run_id,
-        "lake": lake.url(),
+        // As every node names it (a local lake: file:///...).
+        "lake": lake.location(""),
         "lineage": LINEAGE,
         "batch_rows": BATCH_ROWS,
         "row_group_rows": budget::row_group_rows(plan.memory.bytes),

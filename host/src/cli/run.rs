@@ -25,6 +25,11 @@ pub(crate) struct PipelineArgs {
 }
 
 impl PipelineArgs {
+    /// The plan of the pipeline file, its sources not checked.
+    pub(crate) fn plan_of(args: &PipelineArgs) -> Result<Plan, Failure> {
+        plan_without_sources(args)
+    }
+
     /// The `--set` overrides.
     pub(crate) fn overrides(&self) -> &[String] {
         &self.overrides
@@ -84,6 +89,9 @@ pub(crate) fn validate(args: PipelineArgs) -> Result<(), Failure> {
     let plan = plan(&args)?;
     let mut catalog = None;
     check_steps(&args.file, &plan, &mut catalog, true)?;
+    for warning in portability(&args.file, &plan) {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{} is valid: {} sources, {} Silver tables, {} Gold tables, lake {}, Gold store {}, plugins {}",
         args.file.display(),
@@ -95,6 +103,25 @@ pub(crate) fn validate(args: PipelineArgs) -> Result<(), Failure> {
         plan.plugins_dir.display()
     );
     Ok(())
+}
+
+/// What the pipeline's SQL says that the host (polars) and Spark (`host
+/// spark-submit`) read differently, each at its place in the file.
+pub(crate) fn portability(file: &Path, plan: &Plan) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let silver = plan.silver.tables.iter().map(|(name, t)| (format!("silver.tables.{name}.sql"), t.sql.as_deref()));
+    let gold = plan.gold.tables.iter().map(|(name, t)| (format!("gold.tables.{name}.sql"), Some(t.sql.as_str())));
+    let mut warnings = Vec::new();
+    for (path, sql) in silver.chain(gold) {
+        for found in sql.map(medallion_pipeline::dialect::portability).unwrap_or_default() {
+            let at = match medallion_pipeline::locate(&text, &path) {
+                Some((line, column)) => format!("{}:{line}:{column}", file.display()),
+                None => file.display().to_string(),
+            };
+            warnings.push(format!("{at}: {path}: {found} (to run the same on Spark)"));
+        }
+    }
+    warnings
 }
 
 /// Checks the Silver and Gold steps without data (plugins exist and accept

@@ -52,8 +52,24 @@ pub(crate) fn spark_submit(args: SparkSubmit) -> Result<(), Failure> {
     if !pipeline.is_file() {
         return Err(Failure::config(format!("no pipeline file {}", pipeline.display())));
     }
-    let folder = std::env::temp_dir().join(format!("medallion-spark-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).map_err(|e| Failure::config(format!("{}: {e}", folder.display())))?;
+    // What the cluster's SQL engine would read otherwise, said before it runs.
+    let checked = super::run::PipelineArgs::plan_of(&args.pipeline);
+    if let Ok(plan) = &checked {
+        for warning in super::run::portability(&pipeline, plan) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    // A folder of this process's own: created here (not found), readable by
+    // this user only, so no one else's file stands in for the driver.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let folder = std::env::temp_dir().join(format!("medallion-spark-{}-{nanos:09}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&folder)
+            .map_err(|e| Failure::config(format!("{}: {e}", folder.display())))?;
+    }
     let driver = folder.join("medallion_spark.py");
     std::fs::write(&driver, DRIVER).map_err(|e| Failure::config(format!("{}: {e}", driver.display())))?;
     let program = args.spark_submit.clone().unwrap_or_else(|| match std::env::var_os("SPARK_HOME") {
@@ -74,7 +90,8 @@ pub(crate) fn spark_submit(args: SparkSubmit) -> Result<(), Failure> {
     if let Some(date) = &args.ingest_date {
         command.arg("--ingest-date").arg(date);
     }
-    tracing::info!("{command:?}");
+    // Not the arguments: a --set value may be a password.
+    tracing::info!(master = %args.master, "running {}", program.display());
     let status = command.status();
     let _ = std::fs::remove_dir_all(&folder);
     let status = status.map_err(|e| {
@@ -91,5 +108,5 @@ pub(crate) fn spark_submit(args: SparkSubmit) -> Result<(), Failure> {
         Some(130) => Exit::Interrupted,
         _ => Exit::Store,
     };
-    Err(Failure { exit, message: format!("the run on Spark failed ({status}); nothing was published") })
+    Err(Failure { exit, message: format!("the run on Spark failed ({status}): its error is above") })
 }

@@ -63,6 +63,7 @@ fn the_repository_pipeline_runs_end_to_end_with_everything_from_the_environment(
     let validated = host_env(&["validate", &pipeline], &env);
     assert!(validated.status.success(), "{}", text(&validated).1);
     assert!(text(&validated).0.contains("is valid: 5 sources"), "{}", text(&validated).0);
+    assert!(!text(&validated).1.contains("warning"), "the shipped SQL is portable: {}", text(&validated).1);
 
     let report = lake.path().join("report.json");
     let run = host_env(&["run", &pipeline, "--ingest-date", "2026-11-24", "--report", &arg(&report)], &env);
@@ -615,4 +616,41 @@ fn a_run_stays_within_a_memory_budget_far_below_its_data() {
         SLACK >> 20,
         run["stages"]
     );
+}
+
+/// SQL that polars and Spark read differently is valid (the host runs it)
+/// but warned about, at its line and column, with what to write instead.
+#[test]
+fn sql_the_two_engines_read_otherwise_is_pointed_at() {
+    let sources = sample_sources();
+    let dir = temp_dir();
+    let plugins = medallion_tests::plugins_folder();
+    let shipped = std::fs::read_to_string(repo_pipeline()).unwrap_or_else(|e| panic!("{e}"));
+    let edited = shipped
+        .replacen("CAST(SUM(cents) AS DOUBLE) * 0.01 AS total_revenue", "SUM(cents) / 100.0 AS total_revenue", 1)
+        .replacen("DATE_PART('week', date_key)", "DATE_PART('isoweek', date_key)", 1);
+    assert_ne!(edited, shipped);
+    let file = write(dir.path(), &edited);
+    let env = [
+        ("MEDALLION_SOURCES", arg(sources.path())),
+        ("MEDALLION_LAKE", arg(dir.path())),
+        ("MEDALLION_PLUGINS", arg(plugins.path())),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = host_env(&["validate", &arg(&file)], &env);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    let line_of = |needle: &str| edited.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0);
+    for (path, says) in [("silver.tables.dim_date.sql", "'isoweek'"), ("gold.tables.dm_sales_daily.sql", "`100.0`")] {
+        let warning = stderr
+            .lines()
+            .find(|l| l.starts_with("warning: ") && l.contains(path))
+            .unwrap_or_else(|| panic!("no warning for {path}: {stderr}"));
+        assert!(warning.contains(says) && warning.contains("Spark"), "{warning}");
+        let at = warning.split(": ").nth(1).unwrap_or_default();
+        let line: usize = at.split(':').nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+        let table = path.split('.').nth(2).unwrap_or_default();
+        assert!(line >= line_of(&format!("    {table}:")) && line > 0, "{warning}");
+    }
 }

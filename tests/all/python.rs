@@ -226,11 +226,11 @@ fn a_pipeline_on_spark_gives_the_hosts_results() {
     let spark_db = spark_dir.path().join("gold.db");
     let spark_store = format!("sqlite:{}", spark_db.display());
     let master = cluster.master.clone();
+    let spark_submit = spark_submit();
     let submit = |setup: &crate::gold::Setup, extra: &[&str]| {
         let mut args = vec!["spark-submit", "--master", master.as_str(), "--from", "silver"];
         args.extend(extra);
         let mut command = setup.command(&args, &spark_store);
-        let spark_submit = spark_submit();
         command
             .arg("--spark-submit")
             .arg(&spark_submit)
@@ -266,6 +266,26 @@ fn a_pipeline_on_spark_gives_the_hosts_results() {
         assert!(same["tables"][table].as_u64().is_some_and(|rows| rows > 0), "{table}: {same}");
     }
     assert!(same["run_log"].as_array().is_some_and(|tables| tables.len() == 11), "{same}");
+
+    // The whole pipeline on the cluster into a lake on HDFS (Bronze landed
+    // there by the driver from the same sources): the same Gold cell for
+    // cell, the same counts per reason in the run log.
+    let hdfs_lake = format!("{}/tests/spark-{}", medallion_tests::hdfs::mini_hdfs().url, std::process::id());
+    let hdfs_db = spark_dir.path().join("hdfs-gold.db");
+    let mut args = vec!["spark-submit", "--master", master.as_str(), "--ingest-date", "2026-11-30"];
+    args.extend(["--spark-submit", spark_submit.to_str().unwrap_or_default()]);
+    let output = setup
+        .command(&args, &format!("sqlite:{}", hdfs_db.display()))
+        .env("MEDALLION_LAKE", &hdfs_lake)
+        .env("PYSPARK_PYTHON", python())
+        .env("PYSPARK_DRIVER_PYTHON", python())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run host spark-submit: {e}"));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let same = same_results(setup.lake.path(), &host_db, Path::new("-"), &hdfs_db);
+    assert_eq!(same["same"], true, "{same}");
+    assert!(same["tables"]["dm_sales_daily"].as_u64().is_some_and(|rows| rows > 0), "{same}");
 
     // A plugin that fails on an executor: the run fails, nothing published.
     let silver_before = std::fs::read(spark_lake.join("silver/_commits/current.json")).unwrap_or_default();

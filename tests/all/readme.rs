@@ -5,7 +5,9 @@
 //! MiniDFSCluster, `pg.example:5432/medallion?sslmode=verify-full` a
 //! PostgreSQL server of the test's own on loopback (without TLS: Gold over
 //! TLS has its own test in gold.rs), `127.0.0.1:8080` a free port. The environment is only what
-//! the commands need.
+//! the commands need; PATH ends with the test venv's `bin` and
+//! PYSPARK_PYTHON is its Python (`host spark-submit` runs its spark-submit
+//! on it, with the medallion module).
 //!
 //! Two kinds of command are not run here, and the test says where they are:
 //! the set-up block (`scripts/demo`, `scripts/test`: the second is this suite,
@@ -88,7 +90,11 @@ fn every_command_in_the_readme_runs_as_written() {
     let bin = work.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_host"), bin.join("host")).unwrap_or_else(|e| panic!("{e}"));
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    // Last, the test venv's: `host spark-submit` runs its spark-submit, on
+    // its Python (with the medallion module; PYSPARK_PYTHON below).
+    let python = crate::util::python();
+    let venv = python.parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = format!("{}:{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default(), venv.display());
 
     let namenode = hdfs::mini_hdfs().url.trim_start_matches("hdfs://").to_owned();
     let postgres = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
@@ -118,6 +124,7 @@ fn every_command_in_the_readme_runs_as_written() {
             .env("XDG_CACHE_HOME", crate::util::shared_home())
             .env("README_BUILT", &built)
             .env("MEDALLION_LISTEN", &listen)
+            .env("PYSPARK_PYTHON", &python)
             .output()
             .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
         let (stdout, stderr) = crate::util::text(&output);

@@ -36,21 +36,29 @@ impl PipelineArgs {
     }
 }
 
+/// Which stages a run runs, and on which Bronze partition (`host run`,
+/// `host spark-submit`).
+#[derive(Debug, Args)]
+pub(crate) struct StageArgs {
+    /// Run this stage only (bronze, silver, gold).
+    #[arg(long, value_name = "STAGE", conflicts_with = "from")]
+    pub(crate) only: Option<String>,
+    /// Start at this stage and run the ones after it (bronze, silver, gold).
+    #[arg(long, value_name = "STAGE")]
+    pub(crate) from: Option<String>,
+    /// The Bronze partition to (re)write and build Silver from, YYYY-MM-DD;
+    /// default today (UTC) when Bronze runs, else the latest one landed.
+    #[arg(long)]
+    pub(crate) ingest_date: Option<String>,
+}
+
 /// Arguments of `host run`.
 #[derive(Debug, Args)]
 pub(crate) struct Run {
     #[command(flatten)]
     pipeline: PipelineArgs,
-    /// Run this stage only (bronze, silver, gold).
-    #[arg(long, value_name = "STAGE", conflicts_with = "from")]
-    only: Option<String>,
-    /// Start at this stage and run the ones after it (bronze, silver, gold).
-    #[arg(long, value_name = "STAGE")]
-    from: Option<String>,
-    /// The Bronze partition to (re)write and build Silver from, YYYY-MM-DD;
-    /// default today (UTC) when Bronze runs, else the latest one landed.
-    #[arg(long)]
-    ingest_date: Option<String>,
+    #[command(flatten)]
+    stages: StageArgs,
     /// Compute Gold from the Silver an earlier run committed (its id, as
     /// `host runs` and `host lake history` show it) instead of the current
     /// one: with `--only gold` or `--from gold`, while the lake keeps it
@@ -146,14 +154,14 @@ fn check_steps(file: &Path, plan: &Plan, catalog: &mut Option<Catalog>, gold: bo
 }
 
 pub(crate) fn run(args: Run) -> Result<(), Failure> {
-    let stages = Stage::selection(args.only.as_deref(), args.from.as_deref())?;
+    let stages = Stage::selection(args.stages.only.as_deref(), args.stages.from.as_deref())?;
     if args.silver_run.is_some() && stages != [Stage::Gold] {
         return Err(Failure::config(
             "--silver-run reads an earlier run's Silver for Gold: give it with --only gold or --from gold".to_owned(),
         ));
     }
     // Before the pipeline file is planned (which checks the sources exist).
-    if let Some(date) = &args.ingest_date {
+    if let Some(date) = &args.stages.ingest_date {
         engine::check_ingest_date(date)?;
     }
     let plan = plan(&args.pipeline)?;
@@ -171,7 +179,7 @@ pub(crate) fn run(args: Run) -> Result<(), Failure> {
     };
     let options = RunOptions {
         stages,
-        ingest_date: args.ingest_date.clone(),
+        ingest_date: args.stages.ingest_date.clone(),
         workers: engine::default_workers(),
         silver_run: args.silver_run.clone(),
     };

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use clap::Args;
 
-use super::run::PipelineArgs;
+use super::run::{PipelineArgs, StageArgs};
 use super::{Exit, Failure};
 
 /// The driver, as the program carries it.
@@ -21,15 +21,8 @@ pub(crate) struct SparkSubmit {
     /// The cluster: spark://HOST:7077, yarn, local[N].
     #[arg(long, default_value = "local[*]")]
     master: String,
-    /// Run this stage only (bronze, silver, gold).
-    #[arg(long, value_name = "STAGE", conflicts_with = "from")]
-    only: Option<String>,
-    /// Start at this stage and run the ones after it (bronze, silver, gold).
-    #[arg(long, value_name = "STAGE")]
-    from: Option<String>,
-    /// The Bronze partition to (re)write and build Silver from, YYYY-MM-DD.
-    #[arg(long)]
-    ingest_date: Option<String>,
+    #[command(flatten)]
+    stages: StageArgs,
     /// The `spark-submit` to run (default: $SPARK_HOME/bin/spark-submit, else
     /// the one on PATH).
     #[arg(long, value_name = "PATH")]
@@ -81,13 +74,13 @@ pub(crate) fn spark_submit(args: SparkSubmit) -> Result<(), Failure> {
     for set in args.pipeline.overrides() {
         command.arg("--set").arg(set);
     }
-    if let Some(stage) = &args.only {
+    if let Some(stage) = &args.stages.only {
         command.arg("--only").arg(stage);
     }
-    if let Some(stage) = &args.from {
+    if let Some(stage) = &args.stages.from {
         command.arg("--from").arg(stage);
     }
-    if let Some(date) = &args.ingest_date {
+    if let Some(date) = &args.stages.ingest_date {
         command.arg("--ingest-date").arg(date);
     }
     // Not the arguments: a --set value may be a password.

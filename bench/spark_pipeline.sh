@@ -13,7 +13,8 @@
 #          its Silver and Gold stage seconds from the run's report
 #   pyspark: bench/medallion_spark.py on the cluster (Bronze from the
 #          sources, then Silver and Gold); its Silver and Gold stage seconds
-#   host:  `host run --from silver` on this machine
+#   host:  `host run --from silver` on this machine (HOST_RUN: another
+#          build of the host for this one, default HOST)
 # and samples the executors' memory (their JVMs and Python workers) every
 # half second. Needs the `medallion` module in the venv (scripts/test
 # installs a debug build; `maturin develop --release -m
@@ -60,9 +61,9 @@ import json, sys
 lines = [l for l in sys.stdin if l.startswith("[{") or l.startswith("{\"stages\"")]
 data = json.loads(lines[-1])
 if isinstance(data, dict):
-    s = data["stages"]; print(f"{s[\"silver\"]:.1f} {s[\"gold\"]:.1f}")
+    s = data["stages"]; print("%.1f %.1f" % (s["silver"], s["gold"]))
 else:
-    s = {d["stage"]: d["seconds"] for d in data}; print(f"{s[\"silver\"]:.1f} {s[\"gold\"]:.1f}")'
+    s = {d["stage"]: d["seconds"] for d in data}; print("%.1f %.1f" % (s["silver"], s["gold"]))'
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -74,11 +75,11 @@ for round in $(seq "$ROUNDS"); do
                --spark-submit "$VENV/bin/spark-submit" --set "gold.store=sqlite:$WORK/spark.db" 2>/dev/null | stage_seconds) ;;
       pyspark) out=$(MEDALLION_SPARK_MASTER=$MASTER "$VENV/bin/spark-submit" --master $MASTER \
                --py-files "$ROOT/bench/rules.py" "$ROOT/bench/medallion_spark.py" "$WORK/sources" "$WORK/pyspark" "$WORK/pyspark.db" 2>/dev/null | stage_seconds) ;;
-      host) "$HOST" run "$ROOT/pipeline.yaml" --from silver --set "gold.store=sqlite:$WORK/host.db" --progress log \
+      host) "${HOST_RUN:-$HOST}" run "$ROOT/pipeline.yaml" --from silver --set "gold.store=sqlite:$WORK/host.db" --progress log \
                --report "$WORK/report.json" >/dev/null 2>&1
             out=$("$PY" -c '
 import json; r = json.load(open("'"$WORK"'/report.json"))
-s = {st["stage"]: st["seconds"] for st in r["stages"]}; print(f"{s[\"silver\"]:.1f} {s[\"gold\"]:.1f}")') ;;
+s = {st["stage"]: st["seconds"] for st in r["stages"]}; print("%.1f %.1f" % (s["silver"], s["gold"]))') ;;
     esac
     wall=$(echo "$(date +%s.%N) - $start" | bc)
     kill $SAMPLER 2>/dev/null; wait $SAMPLER 2>/dev/null || true

@@ -348,13 +348,13 @@ class Cluster:
         derived = [c for c, _ in table["derive"] if c not in cleaned + taken]
         return [c for c in cleaned + taken + derived if not c.startswith("_")]
 
-    def views(self, lake, files):
+    def views(self, files):
         for read, located in files.items():
             self.spark.read.parquet(*located).createOrReplaceTempView(read)
 
     def sql_table(self, plan, table, schemas, built):
         lake = plan["lake"]
-        self.views(lake, {read: [lake.rstrip("/") + "/" + f for f in built[read]] for read in table["reads"]})
+        self.views({read: [lake.rstrip("/") + "/" + f for f in built[read]] for read in table["reads"]})
         frame = self.spark.sql(table["sql"])
         # Numbered in the query's order, which the files keep.
         frame = frame.withColumn("_n", F.monotonically_increasing_id())
@@ -363,7 +363,7 @@ class Cluster:
         return {"table": table["name"], "files": files}
 
     def gold_query(self, table, sql, files):
-        self.views(None, json.loads(files))
+        self.views(json.loads(files))
         return self.spark.sql(sql)._collect_as_arrow()
 
 

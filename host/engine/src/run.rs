@@ -26,7 +26,7 @@ use crate::gold::{self, GoldError, GoldOptions, GoldTableReport};
 use crate::silver::{self, SilverError, SilverOptions, SilverReport};
 
 /// Rows per batch through the plugins.
-const BATCH_ROWS: usize = 64 * 1024;
+pub const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per Bronze file.
 const BRONZE_ROWS_PER_FILE: usize = 4 << 20;
 

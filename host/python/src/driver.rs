@@ -34,12 +34,6 @@ pyo3::create_exception!(
     "A pipeline run failed: the stage that failed published nothing (the stages before it published theirs, each all or nothing). `.kind` says what failed (config, source, plugin, store, interrupted), `.exit_code` the host's exit code for it."
 );
 
-/// Bronze's lineage columns, which the cleaning plugins do not see.
-const LINEAGE: [&str; 3] = ["_source", "_ingested_at", "_run_id"];
-
-/// Rows per batch a cleaning plugin is pushed, as the host's run.
-const BATCH_ROWS: usize = 64 * 1024;
-
 /// Rows per Parquet file written from an executor.
 const ROWS_PER_FILE: usize = 4 << 20;
 
@@ -253,8 +247,8 @@ fn silver_request(
         "run_id": run_id,
         // As every node names it (a local lake: file:///...).
         "lake": lake.location(""),
-        "lineage": LINEAGE,
-        "batch_rows": BATCH_ROWS,
+        "lineage": silver::LINEAGE,
+        "batch_rows": medallion_engine::run::BATCH_ROWS,
         "row_group_rows": budget::row_group_rows(plan.memory.bytes),
         "limits": {
             "memory_mb": plan.limits.memory_bytes >> 20,

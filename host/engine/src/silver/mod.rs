@@ -72,7 +72,7 @@ pub const ZONE: &str = medallion_lake::SILVER_ZONE;
 /// Silver's partition: the current snapshot.
 pub const PARTITION: &str = medallion_lake::SILVER_PARTITION;
 /// Bronze's lineage columns, which plugins do not see.
-const LINEAGE: [&str; 3] = ["_source", "_ingested_at", "_run_id"];
+pub const LINEAGE: [&str; 3] = ["_source", "_ingested_at", "_run_id"];
 /// The position column.
 const ROW: &str = "_row";
 /// The reason column.

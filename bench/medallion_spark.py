@@ -20,7 +20,7 @@ Gold: the five tables' SQL, then the KPI formulas of the plugins, written to a
 fresh SQLite file GOLD_DB (dates as ISO text).
 
 Spark: local[*] (or the cluster MEDALLION_SPARK_MASTER names), 8 GiB driver, 8 shuffle partitions, no UI, ANSI off and
-try_cast / try_to_date (bad values -> null), the CORRECTED time parser (no
+try_cast / to_date (bad values -> null), the CORRECTED time parser (no
 lenient roll-over of 2023-02-30). Independent tables (the Bronze files, the
 Silver tables whose parents are kept) run as concurrent jobs from threads, as
 a multi-line CSV is a single task.
@@ -47,7 +47,7 @@ from rules import DATE, GOLD, TABLES, TEXT, write_gold
 
 TYPES = {"int": "bigint", "double": "double", "date": "date", "string": "string"}
 
-WHITESPACE = " \t\n\r\f\v"  # stripped around numbers and dates
+WHITESPACE = r"' \t\n\r\u000C\u000B'"  # a Spark SQL literal: stripped around numbers and dates
 
 
 def session() -> SparkSession:
@@ -137,15 +137,17 @@ def bronze(spark: SparkSession, sources: pathlib.Path, out: pathlib.Path) -> Non
 
 
 def cast(field: T.StructField, kind: str):
-    column = F.col(field.name)
+    # SQL expressions: PySpark 3.5 has no Column.try_cast, no trim(column, chars), no try_to_date.
+    column = f"`{field.name}`"
     if kind == TEXT:
-        return column.cast("string").alias(field.name)
+        return F.col(field.name).cast("string").alias(field.name)
     if not isinstance(field.dataType, T.StringType):
-        return column.try_cast(TYPES[kind]).alias(field.name)
-    text = F.trim(column, F.lit(WHITESPACE))
+        return F.expr(f"try_cast({column} AS {TYPES[kind]})").alias(field.name)
+    text = f"trim(BOTH {WHITESPACE} FROM {column})"
     if kind == DATE:
-        return F.try_to_date(text, "yyyy-MM-dd").alias(field.name)
-    return text.try_cast(TYPES[kind]).alias(field.name)
+        # ANSI off and the CORRECTED parser: a bad or impossible date is null, not an error.
+        return F.expr(f"to_date({text}, 'yyyy-MM-dd')").alias(field.name)
+    return F.expr(f"try_cast({text} AS {TYPES[kind]})").alias(field.name)
 
 
 def clean(spark: SparkSession, bronze_dir: pathlib.Path, out: pathlib.Path, name: str, kept: dict[str, DataFrame]) -> DataFrame:

@@ -15,8 +15,9 @@
 #          sources, then Silver and Gold); its Silver and Gold stage seconds
 #   host:  `host run --from silver` on this machine (HOST_RUN: another
 #          build of the host for this one, default HOST)
-# and samples the executors' memory (their JVMs and Python workers) every
-# half second. Needs the `medallion` module in the venv (scripts/test
+# Both Spark jobs run with the same --executor-memory (the worker's) and
+# --driver-memory (DRIVER_MEMORY, default 4g). Samples the executors'
+# memory (their JVMs and Python workers) every half second. Needs the `medallion` module in the venv (scripts/test
 # installs a debug build; `maturin develop --release -m
 # host/python/Cargo.toml` for figures). Prints one line per run and the
 # medians.
@@ -39,6 +40,10 @@ for n in 1 2; do
 done
 for n in 1 2; do until grep -q "Successfully registered" "$WORK/worker-$n.log"; do sleep 1; done; done
 MASTER=spark://127.0.0.1:7177
+# Both jobs get the same: executors as large as a worker, a driver that can
+# hold a Gold table (the hand-written job collects each one whole; 1 GiB,
+# spark-submit's default, stalls it at scale 1).
+SUBMIT=(--executor-memory "${WORKER_MEMORY:-2g}" --driver-memory "${DRIVER_MEMORY:-4g}")
 
 "$HOST" gen-data --scale "$SCALE" --seed 42 --out "$WORK/sources" >/dev/null
 export MEDALLION_SOURCES=$WORK/sources MEDALLION_LAKE=$WORK/lake MEDALLION_PLUGINS=$ROOT/dist/plugins
@@ -72,8 +77,8 @@ for round in $(seq "$ROUNDS"); do
     start=$(date +%s.%N)
     case $what in
       spark) out=$("$HOST" spark-submit "$ROOT/pipeline.yaml" --master $MASTER --from silver \
-               --spark-submit "$VENV/bin/spark-submit" --set "gold.store=sqlite:$WORK/spark.db" 2>/dev/null | stage_seconds) ;;
-      pyspark) out=$(MEDALLION_SPARK_MASTER=$MASTER "$VENV/bin/spark-submit" --master $MASTER \
+               --spark-submit "$VENV/bin/spark-submit" --set "gold.store=sqlite:$WORK/spark.db" -- "${SUBMIT[@]}" 2>/dev/null | stage_seconds) ;;
+      pyspark) out=$(MEDALLION_SPARK_MASTER=$MASTER "$VENV/bin/spark-submit" --master $MASTER "${SUBMIT[@]}" \
                --py-files "$ROOT/bench/rules.py" "$ROOT/bench/medallion_spark.py" "$WORK/sources" "$WORK/pyspark" "$WORK/pyspark.db" 2>/dev/null | stage_seconds) ;;
       host) "${HOST_RUN:-$HOST}" run "$ROOT/pipeline.yaml" --from silver --set "gold.store=sqlite:$WORK/host.db" --progress log \
                --report "$WORK/report.json" >/dev/null 2>&1

@@ -49,10 +49,12 @@ from pyspark.sql.pandas.types import from_arrow_schema
 import medallion
 
 TAGGED = "_port string, _batch binary"
-WRITTEN = "target int, partition int, part int, file string, reasons string"
+WRITTEN = "target int, chunk long, part int, file string, reasons string"
 WRITTEN_ARROW = pa.schema(
-    [("target", pa.int32()), ("partition", pa.int32()), ("part", pa.int32()), ("file", pa.string()), ("reasons", pa.string())]
+    [("target", pa.int32()), ("chunk", pa.int64()), ("part", pa.int32()), ("file", pa.string()), ("reasons", pa.string())]
 )
+CHUNK_ROWS = 1_000_000  # Bronze rows whose Silver rows go to one set of files
+BROADCAST_ROWS = 1_000_000  # duplicated keys sent to every task rather than shuffled
 
 
 def spark_type(field):
@@ -102,11 +104,16 @@ def tagged(port, encoded):
     return pa.RecordBatch.from_arrays([pa.array([port]), batch], names=["_port", "_batch"])
 
 
-def cleaner(table, clean, limits):
+KEYS = "_keys"  # the tag of the cleaned rows' key and `_row`, for the duplicates
+
+
+def cleaner(table, clean, limits, key):
     """The function `mapInArrow` runs per task: the table's cleaning plugin,
     one instance, every row pushed with its position as the host pushes it,
-    every output batch tagged with its port. Every row pushed must come back
-    on `out` or `rejected`, and none at `finish`."""
+    every output batch tagged with its port; with `key`, the key and `_row`
+    of the `out` rows again, tagged `_keys` (a small batch to find the
+    duplicates from). Every row pushed must come back on `out` or
+    `rejected`, and none at `finish`."""
     file, config = os.path.basename(clean["plugin"]), clean["config"]
 
     def run(batches):
@@ -122,6 +129,8 @@ def cleaner(table, clean, limits):
                         returned += output.num_rows
                     if output.num_rows:
                         yield tagged(port, ipc(output))
+                        if key and port == "out" and key in output.schema.names and "_row" in output.schema.names:
+                            yield tagged(KEYS, ipc(output.select([key, "_row"])))
             if returned != batch.num_rows:
                 raise medallion.PluginFailure(
                     f"silver table `{table}`: the cleaning plugin was pushed {batch.num_rows} rows and returned "
@@ -137,15 +146,19 @@ def cleaner(table, clean, limits):
     return run
 
 
-def decoder(schema):
+def decoder(schema, columns=None):
     """Tagged batches back to their port's rows, with `_i`, their place
-    among the rows one push gave (to keep a row's nulled values in order)."""
+    among the rows one push gave (to keep a row's nulled values in order);
+    or only `columns` of them."""
 
     def run(batches):
         for batch in batches:
             for cell in batch.column("_batch"):
                 for rows in pa.ipc.open_stream(cell.as_buffer()):
                     rows = as_spark(rows, schema)
+                    if columns:
+                        yield rows.select(columns)
+                        continue
                     index = pa.array(range(rows.num_rows), pa.int64())
                     yield pa.RecordBatch.from_arrays(
                         list(rows.columns) + [index], names=list(rows.schema.names) + ["_i"]
@@ -163,31 +176,60 @@ class Target:
         self.folder, self.columns, self.schema, self.keep, self.reasons = folder, columns, schema, keep, reasons
 
 
-def writer(lake, suffix, row_group_rows, targets):
-    """The function `mapInArrow` runs per task of a sorted frame: its rows
-    written into the lake by the host's writer, to each target."""
+def writer(lake, suffix, row_group_rows, targets, chunked):
+    """The function `mapInArrow` runs per task of a frame sorted by its
+    chunk (`_chunk`, when `chunked`; else the task's partition is the
+    chunk) and then by row: its rows written into the lake by the host's
+    writer, to each target, one set of files per chunk."""
 
     def run(batches):
-        part = TaskContext.get().partitionId()
-        parts = [medallion.Parts(lake, t.folder, f"{suffix}-t{part:05d}", t.schema, row_group_rows) for t in targets]
-        counted = [{} for _ in targets]
+        partition = TaskContext.get().partitionId()
+        parts, counted, at = None, None, None
+
+        def finished():
+            for t, (out, counts) in enumerate(zip(parts, counted)):
+                files, _ = out.finish()
+                for i, file in enumerate(files):
+                    row = {"target": t, "chunk": at, "part": i, "file": file, "reasons": json.dumps(counts if i == 0 else {})}
+                    yield pa.RecordBatch.from_pylist([row], schema=WRITTEN_ARROW)
+
+        def pieces(batch):
+            """`batch` cut where its chunk changes."""
+            if not chunked:
+                yield partition, batch
+                return
+            chunks = batch.column("_chunk")
+            low, high = pc.min(chunks).as_py(), pc.max(chunks).as_py()
+            if low == high:
+                yield low, batch
+                return
+            for chunk in range(low, high + 1):
+                rows = batch.filter(pc.equal(chunks, chunk))
+                if rows.num_rows:
+                    yield chunk, rows
+
         for batch in batches:
-            for target, out, counts in zip(targets, parts, counted):
-                rows = batch
-                if target.keep is not None:
-                    mask = pc.is_null(batch.column("_reason"))
-                    rows = batch.filter(mask if target.keep == "kept" else pc.invert(mask))
-                if rows.num_rows == 0:
-                    continue
-                if target.reasons:
-                    for row in pc.value_counts(rows.column("_reason")).to_pylist():
-                        counts[row["values"]] = counts.get(row["values"], 0) + row["counts"]
-                out.write(rows.select(target.columns))
-        for t, (out, counts) in enumerate(zip(parts, counted)):
-            files, _ = out.finish()
-            for i, file in enumerate(files):
-                row = {"target": t, "partition": part, "part": i, "file": file, "reasons": json.dumps(counts if i == 0 else {})}
-                yield pa.RecordBatch.from_pylist([row], schema=WRITTEN_ARROW)
+            for chunk, batch in pieces(batch):
+                if chunk != at:
+                    if parts is not None:
+                        yield from finished()
+                    at = chunk
+                    name = f"{suffix}-c{chunk:05d}"
+                    parts = [medallion.Parts(lake, t.folder, name, t.schema, row_group_rows) for t in targets]
+                    counted = [{} for _ in targets]
+                for target, out, counts in zip(targets, parts, counted):
+                    rows = batch
+                    if target.keep is not None:
+                        mask = pc.is_null(batch.column("_reason"))
+                        rows = batch.filter(mask if target.keep == "kept" else pc.invert(mask))
+                    if rows.num_rows == 0:
+                        continue
+                    if target.reasons:
+                        for row in pc.value_counts(rows.column("_reason")).to_pylist():
+                            counts[row["values"]] = counts.get(row["values"], 0) + row["counts"]
+                    out.write(rows.select(target.columns))
+        if parts is not None:
+            yield from finished()
 
     return run
 
@@ -198,19 +240,29 @@ class Cluster:
     def __init__(self, spark):
         self.spark = spark
         self.shipped = set()
+        self.held = []  # frames persisted for the table being built
         self.parallelism = spark.sparkContext.defaultParallelism
 
     def files(self, frame, plan, targets, by=("_row",), rows=0):
-        """Writes `frame` sorted `by` into `targets`, in about one partition
-        per million rows; per target, the files in order and the reasons
-        counted."""
-        partitions = max(1, min(self.parallelism * 4, -(-rows // 1_000_000)))
-        if rows > 1_000_000:
-            partitions = max(partitions, self.parallelism)
-        frame = frame.repartitionByRange(partitions, *by).sortWithinPartitions(*by)
-        run = writer(plan["lake"], plan["run_id"], plan["row_group_rows"], targets)
+        """Writes `frame` into `targets` in the order of `by` (the first
+        is the Bronze row, of `rows` in all), in chunks of about a million
+        Bronze rows: the chunk is computed from the row, not sampled, so the
+        frame is computed once; no `by`: in the frame's own order (a
+        query's). Per target, the files in order and the reasons counted."""
+        if by:
+            chunks = max(1, min(self.parallelism * 4, -(-rows // CHUNK_ROWS)))
+            if rows > CHUNK_ROWS:
+                chunks = max(chunks, self.parallelism)
+            # No count of rows given: one chunk.
+            size = -(-rows // chunks) if rows > 0 else None
+            chunk = (F.col(by[0]) / F.lit(size)).cast("long") if size else F.lit(0).cast("long")
+            frame = frame.withColumn("_chunk", chunk)
+            # Hashed: a task may get several chunks, or none; each chunk is
+            # one task's, in order.
+            frame = frame.repartition(chunks, "_chunk").sortWithinPartitions("_chunk", *by)
+        run = writer(plan["lake"], plan["run_id"], plan["row_group_rows"], targets, chunked=bool(by))
         written = frame.mapInArrow(run, WRITTEN).collect()
-        written.sort(key=lambda r: (r["partition"], r["part"]))
+        written.sort(key=lambda r: (r["chunk"], r["part"]))
         result = []
         for t in range(len(targets)):
             reasons = {}
@@ -263,7 +315,7 @@ class Cluster:
         if not clean["stateless"]:
             # One instance sees every row, in Bronze order.
             bronze = bronze.repartitionByRange(1, "_row").sortWithinPartitions("_row")
-        tagged = bronze.mapInArrow(cleaner(name, clean, plan["limits"]), TAGGED)
+        tagged = bronze.mapInArrow(cleaner(name, clean, plan["limits"], table["key"]), TAGGED)
         tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             ports = {}
@@ -288,7 +340,12 @@ class Cluster:
             files = []
             if "out" in ports:
                 out, out_schema, _ = ports["out"]
-                checked = self.rules(plan, table, out.drop("_i"), built)
+                keys = None
+                if table["key"]:
+                    narrow = pa.schema([out_schema.field(table["key"]), out_schema.field("_row")])
+                    found = tagged.where(F.col("_port") == KEYS).select("_batch")
+                    keys = found.mapInArrow(decoder(narrow, narrow.names), from_arrow_schema(narrow))
+                checked = self.rules(plan, table, out.drop("_i"), keys, built)
                 cleaned = list(out_schema.names)
                 targets = [
                     Target(table["folder"], self.output_columns(table, cleaned), schemas.get(name), keep="kept"),
@@ -300,25 +357,43 @@ class Cluster:
                     reasons[reason] = reasons.get(reason, 0) + n
             return {"table": name, "files": files, "quarantine_files": quarantine_files, "reasons": reasons, "nulled": nulled}
         finally:
-            tagged.unpersist()
+            for frame in [tagged, *self.held]:
+                frame.unpersist()
+            self.held.clear()
 
-    def rules(self, plan, table, out, built):
+    def rules(self, plan, table, out, keys, built):
         """The first reason that applies to each cleaned row, in `_reason`
         (null: kept): `duplicate_key`, then each parent's; with the parents'
-        `take` columns and the derived ones."""
+        `take` columns and the derived ones. `keys`: the cleaned rows' key
+        and `_row` only, to find the duplicates without moving whole rows."""
         reason = None
         frame = out
         if table["key"]:
-            first = Window.partitionBy(table["key"]).orderBy("_row")
-            frame = frame.withColumn("__n", F.row_number().over(first))
-            reason = F.when(F.col("__n") > 1, F.lit("duplicate_key"))
+            key = table["key"]
+            # The keys on several rows and the first of those rows: few, so
+            # sent to every task rather than shuffling the table by key.
+            twice = (
+                keys.groupBy(key)
+                .agg(F.count(F.lit(1)).alias("__n"), F.min("_row").alias("__first"))
+                .where(F.col("__n") > 1)
+                .select(F.col(key).alias("__dup"), "__first")
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            self.held.append(twice)
+            if twice.count() <= BROADCAST_ROWS:
+                twice = F.broadcast(twice)
+            frame = frame.join(twice, frame[key].eqNullSafe(twice["__dup"]), "left")
+            duplicate = F.col("__first").isNotNull() & (F.col("_row") != F.col("__first"))
+            reason = F.when(duplicate, F.lit("duplicate_key"))
+        keyed = {t["name"]: t["key"] for t in plan["tables"]}
         for i, parent in enumerate(table["parents"]):
-            keys = self.read(plan["lake"], built[parent["table"]])
+            found = self.read(plan["lake"], built[parent["table"]])
             hit = f"__hit{i}"
             chosen = [F.col(parent["key"]).alias(f"__key{i}"), F.lit(True).alias(hit)]
             chosen += [F.col(c).alias(f"__take{i}_{c}") for c in parent["take"]]
-            if parent["take"]:
-                twice = keys.groupBy(parent["key"]).count().where(F.col("count") > 1).limit(1).collect()
+            # A parent's own key is on one row each; another column may not be.
+            unique = keyed.get(parent["table"]) == parent["key"]
+            if parent["take"] and not unique:
+                twice = found.groupBy(parent["key"]).count().where(F.col("count") > 1).limit(1).collect()
                 if twice:
                     raise RuntimeError(
                         f"silver table `{table['name']}`: parent `{parent['table']}` has key "
@@ -326,8 +401,10 @@ class Cluster:
                         f"({', '.join(parent['take'])}) are ambiguous (which row's?)\n  hint: give "
                         f"`{parent['table']}` `key: {parent['key']}`, or take nothing from it"
                     )
-            keys = keys.select(*chosen).dropDuplicates([f"__key{i}"])
-            frame = frame.join(keys, frame[parent["column"]] == keys[f"__key{i}"], "left")
+            found = found.select(*chosen)
+            if not unique:
+                found = found.dropDuplicates([f"__key{i}"])
+            frame = frame.join(found, frame[parent["column"]] == found[f"__key{i}"], "left")
             missing = F.col(hit).isNull()
             reason = F.when(missing, F.lit(parent["reason"])) if reason is None else reason.when(missing, F.lit(parent["reason"]))
         frame = frame.withColumn("_reason", reason if reason is not None else F.lit(None).cast("string"))
@@ -337,7 +414,9 @@ class Cluster:
         # Every derived column from the row as it was before them (polars'
         # `with_columns`): one replaced in place, the others after.
         derived = {column: F.expr(expression).alias(column) for column, expression in table["derive"]}
-        kept = [derived.pop(c) if c in derived else F.col(c) for c in frame.columns]
+        # The joins' helper columns go: less to move to the writers.
+        helpers = {"__dup", "__first"} | {f"__{h}{i}" for i in range(len(table["parents"])) for h in ("key", "hit")}
+        kept = [derived.pop(c) if c in derived else F.col(c) for c in frame.columns if c not in helpers]
         return frame.select(*kept, *derived.values())
 
     @staticmethod
@@ -356,10 +435,9 @@ class Cluster:
         lake = plan["lake"]
         self.views({read: [lake.rstrip("/") + "/" + f for f in built[read]] for read in table["reads"]})
         frame = self.spark.sql(table["sql"])
-        # Numbered in the query's order, which the files keep.
-        frame = frame.withColumn("_n", F.monotonically_increasing_id())
-        target = Target(table["folder"], [c for c in frame.columns if c != "_n"], schemas.get(table["name"]))
-        [(files, _)] = self.files(frame, plan, [target], by=("_n",))
+        # Written as the query gives its rows: its partitions in order.
+        target = Target(table["folder"], frame.columns, schemas.get(table["name"]))
+        [(files, _)] = self.files(frame, plan, [target], by=())
         return {"table": table["name"], "files": files}
 
     def gold_query(self, table, sql, files):

@@ -18,10 +18,13 @@ This driver computes, on the cluster:
   position (`_row`: the file's first row plus `_metadata.row_index`), the
   cleaning plugin in `mapInArrow` (an instance per task, the host's sandbox
   and limits; its ports tagged in one schema, then split), `duplicate_key`
-  as a window (the first row of a key by `_row` stays), each parent as a
-  left join on its keys (`take` columns come with it), `derive` as Spark
+  from the cleaned rows' keys alone (tagged apart: the keys on several rows
+  and the first `_row` of each, sent to every task), each parent as a left
+  join on its keys (`take` columns come with it), `derive` as Spark
   expressions; kept rows, rejected rows and nulled values written by the
-  executors into the lake with the host's Parquet writer, in `_row` order;
+  executors into the lake with the host's Parquet writer, in `_row` order,
+  in chunks of Bronze rows (a chunk is computed from `_row`, so no pass
+  samples the rows first);
 - a Silver `sql` table and each Gold query in Spark SQL (the pipeline's SQL
   is written to mean the same in both engines; `host validate` warns when it
   does not). Gold's rows come back to the driver, ordered as the query says.
@@ -42,7 +45,7 @@ from functools import reduce
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark import SparkFiles, StorageLevel, TaskContext
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -127,9 +130,14 @@ def cleaner(table, clean, limits, key):
                 for output in outputs:
                     if port != "nulled":
                         returned += output.num_rows
+                    if output.num_rows and "_row" not in output.schema.names:
+                        raise medallion.PluginFailure(
+                            f"plugin `{plugin.name}`, call `push`: port `{port}`: its rows have no `_row` column; "
+                            f"a cleaning plugin must keep each row's position (silver table `{table}`)"
+                        )
                     if output.num_rows:
                         yield tagged(port, ipc(output))
-                        if key and port == "out" and key in output.schema.names and "_row" in output.schema.names:
+                        if key and port == "out" and key in output.schema.names:
                             yield tagged(KEYS, ipc(output.select([key, "_row"])))
             if returned != batch.num_rows:
                 raise medallion.PluginFailure(

@@ -350,6 +350,11 @@ class Cluster:
                 out, out_schema, _ = ports["out"]
                 keys = None
                 if table["key"]:
+                    if table["key"] not in out_schema.names:
+                        raise RuntimeError(
+                            f"silver table `{name}`: key: no column `{table['key']}` after cleaning; "
+                            f"the columns are {', '.join(out_schema.names)}"
+                        )
                     narrow = pa.schema([out_schema.field(table["key"]), out_schema.field("_row")])
                     found = tagged.where(F.col("_port") == KEYS).select("_batch")
                     keys = found.mapInArrow(decoder(narrow, narrow.names), from_arrow_schema(narrow))

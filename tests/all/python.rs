@@ -207,9 +207,9 @@ fn same_results(lake_a: &Path, db_a: &Path, lake_b: &Path, db_b: &Path) -> serde
 /// two-worker cluster, one worker killed while Silver runs: Silver row for
 /// row, quarantine row for row with reasons, Gold cell for cell, the run
 /// log's counts and plugins, all the same. Then a plugin that traps, loops,
-/// runs out of memory or drops `_row` on an executor: the run fails naming
-/// the plugin, the call and the cause, nothing is published, the previous
-/// results stay.
+/// runs out of memory or returns rows of another schema than it declares
+/// on an executor: the run fails naming the plugin, the call and the cause,
+/// nothing is published, the previous results stay.
 #[test]
 fn a_pipeline_on_spark_gives_the_hosts_results() {
     use std::io::{BufRead, BufReader};
@@ -302,7 +302,7 @@ fn a_pipeline_on_spark_gives_the_hosts_results() {
         ("trap", "", "trap"),
         ("loop", "plugins.limits.call_budget_ms=3000", "budget"),
         ("memory", "plugins.limits.memory_mb=64", "memory"),
-        ("wrong-schema", "", "no `_row` column"),
+        ("wrong-schema", "", "bad batch"),
     ] {
         std::fs::write(setup.lake.path().join("edited-pipeline.yaml"), edited.replace("MODE", mode))
             .unwrap_or_else(|e| panic!("{e}"));
